@@ -15,7 +15,7 @@ responsible position (all zeros).
 
 from __future__ import annotations
 
-from typing import Callable, Dict, NamedTuple, Optional, Tuple, Union
+from typing import Callable, Dict, List, NamedTuple, Optional, Tuple, Union
 
 import torch
 from captum.attr import LayerAttribution
@@ -23,10 +23,12 @@ from torch import Tensor
 
 __all__ = [
     "AGGREGATIONS",
+    "RegionBank",
     "Regions",
     "aggregate_saliency",
     "normalize_saliency",
     "responsible_regions",
+    "training_targets",
 ]
 
 Aggregation = Union[str, Callable[[Tensor], Tensor]]
@@ -147,3 +149,127 @@ def responsible_regions(
         normalized = LayerAttribution.interpolate(normalized, tuple(size), interpolate_mode)
     responsible = normalized >= threshold
     return Regions(normalized, responsible, ~responsible)
+
+
+class RegionBank:
+    """Bounded store of region feature vectors: one reservoir per concept plus background.
+
+    Each reservoir keeps a uniform random sample of at most its capacity of
+    the vectors offered to it (reservoir sampling, Algorithm R, applied a batch
+    at a time), so memory stays bounded however long the stream. Every stored
+    row remembers its leaf label and the image it came from.
+
+    Args:
+        n_concepts: K concept reservoirs (bucket ``k``); background is bucket -1.
+        max_per_concept: capacity of each concept reservoir.
+        max_background: capacity of the background reservoir.
+        dtype: storage dtype of the vectors (float16 halves the memory).
+        seed: seeds the sampling.
+    """
+
+    def __init__(self, n_concepts: int, max_per_concept: int = 4000, max_background: int = 16000,
+                 dtype: torch.dtype = torch.float16, seed: int = 0):
+        if max_per_concept < 1 or max_background < 1:
+            raise ValueError("max_per_concept, max_background: capacities must be positive")
+        self.n_concepts = n_concepts
+        self.capacity = [max_per_concept] * n_concepts + [max_background]
+        self.dtype = dtype
+        self.generator = torch.Generator().manual_seed(seed)
+        self.seen = [0] * (n_concepts + 1)
+        self._vectors: List[Optional[Tensor]] = [None] * (n_concepts + 1)
+        self._labels: List[Tensor] = [torch.empty(0, dtype=torch.long)] * (n_concepts + 1)
+        self._images: List[Tensor] = [torch.empty(0, dtype=torch.long)] * (n_concepts + 1)
+
+    def add(self, vectors: Tensor, buckets: Tensor, labels: Tensor, images: Tensor) -> None:
+        """Offer M vectors (M x D) with their bucket (concept index or -1), leaf label and image id."""
+        vectors = vectors.detach().to("cpu", self.dtype)
+        buckets, labels, images = buckets.cpu(), labels.cpu(), images.cpu()
+        for bucket in buckets.unique().tolist():
+            if not -1 <= bucket < self.n_concepts:
+                raise ValueError(f"buckets: {bucket} is not a concept index (0..{self.n_concepts - 1}) or -1")
+            chosen = buckets == bucket
+            self._offer(bucket % (self.n_concepts + 1), vectors[chosen], labels[chosen], images[chosen])
+
+    def _offer(self, b: int, vectors: Tensor, labels: Tensor, images: Tensor) -> None:
+        capacity, seen, m = self.capacity[b], self.seen[b], len(vectors)
+        position = seen + torch.arange(m)
+        # Item i (0-based position in the stream) lands in slot i while there is
+        # room, else in a uniform slot of [0, i] if that slot is < capacity.
+        draw = (torch.rand(m, generator=self.generator, dtype=torch.float64) * (position + 1)).long()
+        slots = torch.where(position < capacity, position, draw)
+        keep = slots < capacity
+        # Within one batch a later item overwrites an earlier one, as in the sequential algorithm.
+        winner = torch.full((capacity,), -1, dtype=torch.long).scatter_reduce_(
+            0, slots[keep], torch.arange(m)[keep], reduce="amax"
+        )
+        filled = min(capacity, seen + m)
+        if self._vectors[b] is None or len(self._vectors[b]) < filled:
+            grown = torch.zeros(filled, vectors.shape[1], dtype=self.dtype)
+            grown_labels = torch.zeros(filled, dtype=torch.long)
+            grown_images = torch.zeros(filled, dtype=torch.long)
+            if self._vectors[b] is not None:
+                old = len(self._vectors[b])
+                grown[:old], grown_labels[:old], grown_images[:old] = self._vectors[b], self._labels[b], self._images[b]
+            self._vectors[b], self._labels[b], self._images[b] = grown, grown_labels, grown_images
+        slot_index = (winner >= 0).nonzero().flatten()
+        source = winner[slot_index]
+        self._vectors[b][slot_index] = vectors[source]
+        self._labels[b][slot_index] = labels[source]
+        self._images[b][slot_index] = images[source]
+        self.seen[b] = seen + m
+
+    def counts(self) -> Tensor:
+        """Stored rows per bucket: K concept counts, then background."""
+        return torch.tensor([0 if v is None else len(v) for v in self._vectors])
+
+    @property
+    def nbytes(self) -> int:
+        return sum(v.numel() * v.element_size() + 16 * len(v) for v in self._vectors if v is not None)
+
+    def rows(self) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """All stored rows: (vectors N x D, bucket N, leaf label N, image id N)."""
+        present = [b for b, v in enumerate(self._vectors) if v is not None]
+        if not present:
+            raise ValueError("regions: the bank is empty; no region was collected")
+        vectors = torch.cat([self._vectors[b] for b in present])
+        buckets = torch.cat([torch.full((len(self._vectors[b]),), b if b < self.n_concepts else -1) for b in present])
+        labels = torch.cat([self._labels[b] for b in present])
+        images = torch.cat([self._images[b] for b in present])
+        return vectors, buckets, labels, images
+
+    def state_dict(self) -> Dict[str, Tensor]:
+        vectors, buckets, labels, images = self.rows()
+        return {"vectors": vectors, "buckets": buckets, "labels": labels, "images": images,
+                "seen": torch.tensor(self.seen), "capacity": torch.tensor(self.capacity)}
+
+    @classmethod
+    def from_state_dict(cls, state: Dict[str, Tensor], seed: int = 0) -> "RegionBank":
+        capacity = state["capacity"].tolist()
+        bank = cls(len(capacity) - 1, capacity[0] if len(capacity) > 1 else 1, capacity[-1], state["vectors"].dtype, seed)
+        bank.capacity = capacity
+        for b in range(len(capacity)):
+            chosen = state["buckets"] == (b if b < bank.n_concepts else -1)
+            if chosen.any():
+                bank._vectors[b] = state["vectors"][chosen].clone()
+                bank._labels[b] = state["labels"][chosen].clone()
+                bank._images[b] = state["images"][chosen].clone()
+        bank.seen = state["seen"].tolist()
+        return bank
+
+
+def training_targets(buckets: Tensor, under: Tensor) -> Tensor:
+    """N x K concept-classifier targets for bank rows (Alg. 1 line 10).
+
+    Args:
+        buckets: N row buckets (concept index, or -1 for background).
+        under: N x K, True where the row's image is under concept k.
+
+    Returns:
+        int8 N x K: 1 for concept k's responsible regions; 0 for background
+        and for regions of images not under k; ``-1`` (ignored) for other
+        concepts' regions of images under k, which are not negatives for k.
+    """
+    k = torch.arange(under.shape[1])
+    positive = buckets[:, None] == k[None]
+    negative = (buckets[:, None] == -1) | ~under
+    return torch.where(positive, 1, torch.where(negative, 0, -1)).to(torch.int8)

@@ -100,3 +100,39 @@ def real_photos():
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     return (batch - mean) / std
+
+
+def _normalized_224(photo):
+    import numpy as np
+
+    if photo.ndim == 2:
+        photo = np.stack([photo] * 3, -1)
+    image = torch.from_numpy(np.array(photo[..., :3])).permute(2, 0, 1)[None].float() / 255
+    image = nn.functional.interpolate(image, size=(224, 224), mode="bilinear", align_corners=False)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    return (image - mean) / std
+
+
+@pytest.fixture(scope="session")
+def photo_set():
+    """32 real photos: 16 from scikit-image, scikit-learn and matplotlib, whole and
+    as a flipped central crop, ImageNet-normalized at 224 x 224."""
+    import matplotlib.cbook
+    from PIL import Image
+    from skimage import data
+    from sklearn.datasets import load_sample_images
+
+    names = ["astronaut", "chelsea", "coffee", "rocket", "camera", "coins", "hubble_deep_field",
+             "immunohistochemistry", "moon", "retina", "brick", "grass", "gravel"]
+    photos = [getattr(data, name)() for name in names] + list(load_sample_images().images)
+    with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as handle:
+        import numpy as np
+
+        photos.append(np.array(Image.open(handle).convert("RGB")))
+    images = []
+    for photo in photos:
+        h, w = photo.shape[:2]
+        images.append(_normalized_224(photo))
+        images.append(_normalized_224(photo[h // 6 : h - h // 6, w // 6 : w - w // 6][:, ::-1]))
+    return torch.cat(images)

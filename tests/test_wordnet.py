@@ -9,6 +9,7 @@ from nltk.corpus.reader.wordnet import WordNetCorpusReader
 from captum_hint import wordnet
 
 
+@pytest.mark.filterwarnings("ignore:The multilingual functions:UserWarning")
 @pytest.mark.skipif(shutil.which("apt-get") is None, reason="needs Debian's apt-get")
 def test_debian_route_prepares_a_real_nltk_wordnet(tmp_path, monkeypatch):
     data_dir = wordnet.prepare_wordnet_from_debian(tmp_path / "nltk_data")
