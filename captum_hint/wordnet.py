@@ -18,15 +18,15 @@ else ``~/.cache/captum_hint``. ``python -m captum_hint.wordnet`` prepares it.
 from __future__ import annotations
 
 import gzip
-import os
 import re
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import nltk
+
+from .debian import DebianUnavailable, cache_dir, download_and_unpack
 
 __all__ = [
     "DEBIAN_PACKAGES",
@@ -45,38 +45,9 @@ class WordNetUnavailable(RuntimeError):
     """No route could provide WordNet."""
 
 
-def cache_dir() -> Path:
-    """captum_hint's cache directory (see the module docstring)."""
-    if os.environ.get("CAPTUM_HINT_CACHE"):
-        return Path(os.environ["CAPTUM_HINT_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "captum_hint"
-
-
 def nltk_data_dir() -> Path:
     """The NLTK data dir that the ``debian`` route fills and the ``cache`` route reads."""
     return cache_dir() / "nltk_data"
-
-
-def _run(command: Sequence[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(list(command), cwd=cwd, capture_output=True, text=True, timeout=600)
-
-
-def _apt_download(workdir: Path) -> None:
-    if shutil.which("apt-get") is None or shutil.which("dpkg") is None:
-        raise WordNetUnavailable("apt-get and dpkg are not on PATH (not a Debian-like system)")
-    result = _run(["apt-get", "download", *DEBIAN_PACKAGES], workdir)
-    if result.returncode != 0 and "Unable to locate package" in result.stderr:
-        # A fresh machine may have empty package lists; root can refresh them.
-        if hasattr(os, "geteuid") and os.geteuid() == 0:
-            _run(["apt-get", "update"], workdir)
-            result = _run(["apt-get", "download", *DEBIAN_PACKAGES], workdir)
-        else:
-            raise WordNetUnavailable(
-                "apt-get does not know the WordNet packages; run `sudo apt-get update` first"
-            )
-    if result.returncode != 0:
-        raise WordNetUnavailable(f"apt-get download {' '.join(DEBIAN_PACKAGES)} failed: {result.stderr.strip()}")
 
 
 def _lexnames_from_man_page(man_page: Path) -> str:
@@ -106,12 +77,10 @@ def prepare_wordnet_from_debian(data_dir: Optional[Path] = None) -> Path:
     target = data_dir / "corpora" / "wordnet"
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        _apt_download(work)
-        unpacked = work / "root"
-        for deb in sorted(work.glob("*.deb")):
-            result = _run(["dpkg", "-x", str(deb), str(unpacked)], work)
-            if result.returncode != 0:
-                raise WordNetUnavailable(f"dpkg -x {deb.name} failed: {result.stderr.strip()}")
+        try:
+            unpacked = download_and_unpack(DEBIAN_PACKAGES, work)
+        except DebianUnavailable as error:
+            raise WordNetUnavailable(str(error)) from None
         dictionary = unpacked / "usr" / "share" / "wordnet"
         staging = work / "wordnet"
         # NLTK refuses symlinks that leave its data dir, so the files are copied.

@@ -6,7 +6,7 @@ import nltk
 import pytest
 from nltk.corpus.reader.wordnet import WordNetCorpusReader
 
-from captum_hint import wordnet
+from captum_hint import debian, wordnet
 
 
 @pytest.mark.filterwarnings("ignore:The multilingual functions:UserWarning")
@@ -44,7 +44,9 @@ def test_first_working_route_wins_and_later_ones_are_not_tried():
         [route("installed", False), route("cache", None), route("debian", True), route("download", True)]
     )
     assert calls == ["installed", "cache", "debian"]
-    assert hasattr(reader, "synset")
+    from nltk.corpus import wordnet as nltk_wordnet
+
+    assert reader is nltk_wordnet  # identity only: attribute access would load the corpus
 
 
 def test_all_routes_off_gives_a_clear_error():
@@ -63,6 +65,6 @@ def test_cache_route_is_off_when_nothing_was_prepared(tmp_path, monkeypatch):
 
 
 def test_debian_route_off_without_apt(monkeypatch, tmp_path):
-    monkeypatch.setattr(wordnet.shutil, "which", lambda name: None)
+    monkeypatch.setattr(debian.shutil, "which", lambda name: None)
     with pytest.raises(wordnet.WordNetUnavailable, match="apt-get and dpkg are not on PATH"):
         wordnet.prepare_wordnet_from_debian(tmp_path)
