@@ -25,6 +25,8 @@ setup(
         "nltk>=3.8",
         "matplotlib>=3.6",
         "tqdm>=4.60",
+        "scipy>=1.9",
+        "pillow>=9",
     ],
     extras_require={
         "demo": [

@@ -365,6 +365,7 @@ class HINT:
         ranking: Union[str, Tensor] = "shapley",
         size: Optional[Tuple[int, int]] = None,
         interpolate_mode: str = "bilinear",
+        features: Optional[Tensor] = None,
     ) -> Tensor:
         """Concept maps: a classifier on the top neurons applied at every position.
 
@@ -374,6 +375,9 @@ class HINT:
             top_fraction: share of neurons kept (HINT's 10/20/40/80 %).
             ranking: how neurons are chosen (see :meth:`neuron_ranking`).
             size: output size; default the images' H x W.
+            features: the layer output for ``images`` (N x D x h x w, from
+                :meth:`layer_features`), to skip the forward pass when the
+                same images are localized many times.
 
         Returns:
             N x 1 x H x W probabilities in [0, 1] (``L_e`` of each position,
@@ -382,11 +386,17 @@ class HINT:
         self._check_fitted()
         check_image_batch(images)
         neurons, classifier = self.localizer(concept, top_fraction, ranking)
-        _, features = self._forward_with_features(images.to(self.device))
+        if features is None:
+            features = self.layer_features(images)
         logits = torch.einsum("ndhw,d->nhw", features[:, neurons.to(features.device)].float(),
                               classifier.coef_.to(features.device)) + classifier.intercept_.to(features.device)
         maps = torch.sigmoid(logits)[:, None]
         return LayerAttribution.interpolate(maps, tuple(size or images.shape[-2:]), interpolate_mode).clamp(0, 1)
+
+    def layer_features(self, images: Tensor) -> Tensor:
+        """The layer output (N x D x h x w) for a batch of images, without gradients."""
+        check_image_batch(images)
+        return self._forward_with_features(images.to(self.device))[1]
 
     # ------------------------------------------------------------------ persistence
     def _config(self) -> Dict[str, Any]:
