@@ -61,10 +61,10 @@ def _mask_areas(hint, samples, lower: Sequence[str], higher: Sequence[str]) -> L
             continue
         images = torch.stack([samples[i]["image"] for i in keep])
         features = hint.layer_features(images)
-        row = {"objects": hint.hierarchy.label(concept), "images": len(keep)}
-        for level in [concept, *higher]:
-            maps = hint.localize(images, level, 0.2, features=features)
-            row[hint.hierarchy.label(level)] = mask_area(maps).mean().item()
+        row = {"objects": hint.hierarchy.label(concept), "images": len(keep),
+               "own concept": mask_area(hint.localize(images, concept, 0.2, features=features)).mean().item()}
+        for level in higher:
+            row[hint.hierarchy.label(level)] = mask_area(hint.localize(images, level, 0.2, features=features)).mean().item()
         rows.append(row)
     return rows
 
@@ -175,7 +175,7 @@ def demo(args) -> int:
         {"title": "F1 across layers", "image": "layer_f1.png",
          "table": ([{"layer": layer, **values} for layer, values in layer_f1.items()],
                    ["layer", *next(iter(layer_f1.values()))])},
-        {"title": "Per concept", "table": (rows, ["concept", "images", *metric_columns])},
+        {"title": "Per concept", "table": (rows, ["concept", "images", *[c for c in metric_columns if c != "concepts"]])},
     ]
     index = write_report(out, "captum_hint demo: HINT on EfficientNet-Lite0", summary, sections)
     _say(f"report: {index} ({seconds / 60:.1f} min)")

@@ -18,3 +18,12 @@ def test_notebook_runs(notebook):
             exec(compile("".join(cell["source"]), f"{notebook.name} cell {number}", "exec"), namespace)
     plt.close("all")
     assert "hint" in namespace and namespace["hint"].scores_.shape[0] == 112
+
+
+def test_readme_first_example_runs(capsys):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    first = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    exec(compile(first, "README.md example", "exec"), {})
+    plt.close("all")
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[-2:] == ["torch.Size([2, 112, 14, 14])", "torch.Size([2, 1, 224, 224])"]
