@@ -34,7 +34,7 @@ def _samples(dataset, limit: Optional[int] = None) -> List[Dict]:
     return [dataset[i] for i in range(len(dataset) if limit is None else min(limit, len(dataset)))]
 
 
-def _localization_study(hint, spec, train_samples, test_samples, concepts, seed, progress):
+def _localization_study(hint, spec, train_samples, test_samples, concepts, progress):
     """The benchmark: Shapley at 10-80 %, and Shapley/|coef|/random/LayerConductance at 20 %, plus Grad-CAM."""
     from .localization import concept_ground_truth, conductance_ranking, evaluate_localization
 
@@ -120,7 +120,7 @@ def demo(args) -> int:
 
     _say("localization benchmark on the test scenes")
     train_samples, test_samples = _samples(train), _samples(test)
-    rows = _localization_study(hint, spec, train_samples, test_samples, evaluated, args.seed, True)
+    rows = _localization_study(hint, spec, train_samples, test_samples, evaluated, True)
     table = wsol_table(rows)
     areas = _mask_areas(hint, test_samples, [c for c in ("mammal.n.01", "bird.n.01") if c in concepts],
                         [c for c in ("animal.n.01", "whole.n.02") if c in concepts])

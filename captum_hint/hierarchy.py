@@ -315,7 +315,8 @@ class ConceptHierarchy:
             matrix[k, self.leaves_under(concept)] = True
         return matrix
 
-    def _check_labels(self, labels: Tensor) -> Tensor:
+    def check_labels(self, labels: Tensor) -> Tensor:
+        """``labels`` as a 1-D tensor of class indices; raises ValueError when any is out of range."""
         labels = torch.as_tensor(labels)
         if labels.dim() != 1 or labels.is_floating_point():
             raise ValueError(f"labels: expected a 1-D tensor of class indices, got {labels.dtype} {tuple(labels.shape)}")
@@ -331,7 +332,7 @@ class ConceptHierarchy:
             labels: N leaf class indices.
             concepts: K concepts.
         """
-        labels = self._check_labels(labels)
+        labels = self.check_labels(labels)
         return self.membership(concepts, labels.device)[:, labels].T.float()
 
     def concept_scores(self, logits: Tensor, concepts: Sequence[str]) -> Tensor:

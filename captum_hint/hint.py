@@ -209,7 +209,7 @@ class HINT:
             if labels == "predicted" or given is None:
                 leaf = logits.argmax(1).cpu()
             else:
-                leaf = self.hierarchy._check_labels(torch.as_tensor(given).cpu())
+                leaf = self.hierarchy.check_labels(torch.as_tensor(given).cpu())
             if logits.shape[1] != self.hierarchy.num_classes:
                 raise ValueError(
                     f"hierarchy: has {self.hierarchy.num_classes} leaves but the model gives {logits.shape[1]} classes"
@@ -226,6 +226,8 @@ class HINT:
                 "concepts or drop them from the concept set"
             )
         self.bank_, self.n_images_ = bank, n_images
+        self._training = None
+        self._localizers = {}  # classifiers of an earlier fit must not be reused
         self._fit_classifiers()
         self._score_neurons()
         return self
@@ -258,9 +260,12 @@ class HINT:
         )
 
     def _training_data(self) -> Tuple[Tensor, Tensor, Tensor]:
-        vectors, buckets, leaf, images = self.bank_.rows()
-        under = self.hierarchy.membership(self.concepts)[:, leaf].T
-        return vectors, training_targets(buckets, under), images
+        """(vectors, targets, image ids) of the bank, built once per fit (or load)."""
+        if getattr(self, "_training", None) is None:
+            vectors, buckets, leaf, images = self.bank_.rows()
+            under = self.hierarchy.membership(self.concepts)[:, leaf].T
+            self._training = vectors, training_targets(buckets, under), images
+        return self._training
 
     def _fit_classifiers(self) -> None:
         vectors, targets, images = self._training_data()
@@ -465,6 +470,7 @@ class HINT:
             classifier.coef_, classifier.intercept_ = tensors["coef"][k], tensors["intercept"][k]
             classifier.concept, classifier.f1_ = concept, config["f1"][k]
             hint.classifiers_.append(classifier)
+        hint._training = None
         hint.bank_ = RegionBank.from_state_dict(
             {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith("bank.")}, hint.seed
         )

@@ -17,7 +17,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 __all__ = ["write_scores_csv", "plot_overlays", "plot_layer_f1", "wsol_table", "write_report"]

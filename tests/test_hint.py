@@ -136,6 +136,19 @@ def test_localize(small_fit):
         assert hint.localize(images[:1], "animal", ranking=ranking).shape == (1, 1, 8, 8)
 
 
+def test_refit_forgets_earlier_localizers():
+    net = SmallNet().eval()
+    hierarchy = ConceptHierarchy.from_paths(["a/c0", "a/c1", "a/c2", "b/c3", "b/c4", "b/c5"])
+    hint = HINT(net, "features.2", hierarchy, ["a", "b"], saliency="gradient", progress=False,
+                shapley_kwargs={"n_permutations": 4})
+    generator = torch.Generator().manual_seed(1)
+    first = [(torch.randn(24, 3, 8, 8, generator=generator), torch.arange(24) % 6)]
+    second = [(torch.randn(24, 3, 8, 8, generator=generator) * 3, torch.arange(24) % 6)]
+    neurons, before = hint.fit(first).localizer("a", 0.4, ranking=torch.arange(5.0))
+    _, after = hint.fit(second).localizer("a", 0.4, ranking=torch.arange(5.0))
+    assert after is not before and not torch.equal(after.coef_, before.coef_)
+
+
 def test_save_and_load_exactly(small_fit, tmp_path):
     hint, images = small_fit
     hint.save(tmp_path / "hint")
