@@ -87,11 +87,13 @@ def demo(args) -> int:
     categories = ("animals", "vehicles")
     train = StampScenes("train", args.train_scenes, objects=(1, 1), seed=args.seed, categories=categories)
     test = StampScenes("test", args.test_scenes, objects=(1, 3), seed=args.seed + 1, categories=categories)
-    loader = DataLoader(train, batch_size=16, collate_fn=collate_samples)
+    # Scenes are composited once and reused by every fit and the benchmark.
+    train_samples, test_samples = _samples(train), _samples(test)
+    loader = DataLoader(train_samples, batch_size=16, collate_fn=collate_samples)
     _say(f"{len(train)} training scenes from {len(train.stamps)} stamps, {len(test)} test scenes "
          f"from {len(test.stamps)} other stamps")
 
-    train_labels = torch.tensor([train[i]["label"] for i in range(len(train))])
+    train_labels = torch.tensor([sample["label"] for sample in train_samples])
     concepts = [c for c in DEMO_CONCEPTS if torch.isin(train_labels, torch.tensor(hierarchy.leaves_under(c))).sum() >= 2]
     dropped = sorted(set(DEMO_CONCEPTS) - set(concepts))
     if dropped:
@@ -119,7 +121,6 @@ def demo(args) -> int:
     plot_layer_f1(layer_f1, out / "layer_f1.png")
 
     _say("localization benchmark on the test scenes")
-    train_samples, test_samples = _samples(train), _samples(test)
     rows = _localization_study(hint, spec, train_samples, test_samples, evaluated, True)
     table = wsol_table(rows)
     areas = _mask_areas(hint, test_samples, [c for c in ("mammal.n.01", "bird.n.01") if c in concepts],
