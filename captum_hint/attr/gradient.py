@@ -11,6 +11,7 @@ from typing import Optional, Union
 import captum.attr
 from torch import Tensor
 
+from ..core.checks import check_positive_int
 from ._base import LayerSaliency
 
 __all__ = ["LayerGradient", "LayerGradientXActivation", "LayerIntegratedGradients"]
@@ -104,6 +105,9 @@ class LayerIntegratedGradients(LayerSaliency):
                 chunks of this size to bound memory.
             Other arguments as in :meth:`LayerGradient.attribute`.
         """
+        check_positive_int("n_steps", n_steps)
+        if internal_batch_size is not None:
+            check_positive_int("internal_batch_size", internal_batch_size)
         forward, target = self._prepare(inputs, target)
         method_ = captum.attr.LayerIntegratedGradients(forward, self.layer, self.device_ids)
         return method_.attribute(

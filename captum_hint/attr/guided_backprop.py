@@ -12,7 +12,10 @@ Which rectifiers are guided (negative gradients zeroed on the way back):
 * functional calls outside such modules: ``torch.relu``, ``torch.relu_``,
   ``F.relu`` (also ``inplace=True``), ``F.relu_``, ``F.relu6``,
   ``Tensor.relu``, ``Tensor.relu_`` — through a ``TorchFunctionMode`` that
-  hooks their outputs.
+  hooks their outputs, only for calls made after the layer has run (after
+  its forward, or its forward pre-hook with ``attribute_to_layer_input``):
+  a functional ReLU that produces the layer's own output (or input) is below
+  the attribution and must not clamp it.
 
 Not supported (gradients pass through them unguided): rectifiers written as
 ``clamp``/``maximum``/``where``, ``nn.LeakyReLU``, ``nn.Hardtanh``, smooth
@@ -61,6 +64,7 @@ class _GuideFunctionalReLUs(TorchFunctionMode):
         out = func(*args, **(kwargs or {}))
         if (
             func in _FUNCTIONAL_RELUS
+            and self.owner._above_layer
             and self.owner._module_depth == 0
             and isinstance(out, Tensor)
             and out.requires_grad
@@ -68,6 +72,9 @@ class _GuideFunctionalReLUs(TorchFunctionMode):
             # A hook on the ReLU's output clamps the gradient before the ReLU's
             # own backward masks it: relu(g) * (x > 0), the guided rule. It
             # also holds for in-place calls, whose output is the updated input.
+            # Only ReLUs that run once the layer has produced its output (or
+            # received its input) are above it: a ReLU whose output *is* the
+            # layer's tensor would otherwise clamp the attribution itself.
             out.register_hook(_drop_negative)
             self.owner._guided_count += 1
         return out
@@ -96,6 +103,7 @@ class LayerGuidedBackprop(LayerSaliency, ModifiedReluGradientAttribution):
         LayerSaliency.__init__(self, forward_func, layer, device_ids)
         self._module_depth = 0
         self._guided_count = 0
+        self._above_layer = False
 
     def _register_hooks(self, module: nn.Module) -> None:
         if not isinstance(module, GUIDED_MODULES):
@@ -112,6 +120,9 @@ class LayerGuidedBackprop(LayerSaliency, ModifiedReluGradientAttribution):
 
     def _leave_module(self, module, inputs, output) -> None:
         self._module_depth -= 1
+
+    def _reach_layer(self, *_) -> None:
+        self._above_layer = True
 
     def _remove_hooks(self) -> None:
         super()._remove_hooks()
@@ -131,8 +142,11 @@ class LayerGuidedBackprop(LayerSaliency, ModifiedReluGradientAttribution):
         forward, target = self._prepare(inputs, target)
         self._module_depth = 0
         self._guided_count = 0
+        self._above_layer = False
         try:
             self.model.apply(self._register_hooks)
+            reach = self.layer.register_forward_pre_hook if attribute_to_layer_input else self.layer.register_forward_hook
+            self.backward_hooks.append(reach(self._reach_layer))
             with _GuideFunctionalReLUs(self):
                 gradients, _ = compute_layer_gradients_and_eval(
                     forward,

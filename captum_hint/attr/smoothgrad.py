@@ -8,6 +8,7 @@ import captum.attr
 import torch
 from torch import Tensor
 
+from ..core.checks import check_number, check_positive_int
 from ._base import LayerSaliency
 
 __all__ = ["LayerSmoothGrad"]
@@ -66,20 +67,23 @@ class LayerSmoothGrad(LayerSaliency):
             noise_level: noise std as a fraction of each image's value range.
             seed: seeds a private generator, so equal seeds give equal results.
             generator: a ``torch.Generator`` to draw from (instead of ``seed``);
-                neither means the global RNG.
+                neither means a fresh, randomly seeded generator (torch's
+                global RNG is never used).
             nt_samples_batch_size: evaluate copies in chunks of this many per
                 image to bound memory.
             Other arguments as in :meth:`LayerGradient.attribute`.
         """
-        if n_samples < 1:
-            raise ValueError(f"n_samples: expected a positive integer, got {n_samples}")
-        if noise_level < 0:
-            raise ValueError(f"noise_level: expected a fraction >= 0, got {noise_level}")
+        check_positive_int("n_samples", n_samples)
+        check_number("noise_level", noise_level, low=0.0)
+        if nt_samples_batch_size is not None:
+            check_positive_int("nt_samples_batch_size", nt_samples_batch_size)
         if seed is not None and generator is not None:
             raise ValueError("seed, generator: give one of them, not both")
         forward, target = self._prepare(inputs, target)
-        if seed is not None:
-            generator = torch.Generator(device=inputs.device).manual_seed(seed)
+        if generator is None:
+            generator = torch.Generator(device=inputs.device)
+            # No seed: a fresh random one, drawn without touching torch's global RNG.
+            generator.manual_seed(seed) if seed is not None else generator.seed()
         flat = inputs.detach().flatten(1)
         stdev = noise_level * (flat.max(dim=1).values - flat.min(dim=1).values)
         gradient = captum.attr.LayerGradientXActivation(

@@ -1,0 +1,47 @@
+"""Leave the user's model exactly as it was: mode, ``requires_grad`` flags and so BatchNorm statistics.
+
+Explainers run the model in eval mode (a model in train mode would update its
+BatchNorm running statistics and use batch statistics, changing both the
+model and the explanation) and restore every module's mode and every
+parameter's ``requires_grad`` flag afterwards, also when an error is raised.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from typing import Iterator
+
+from torch import nn
+
+__all__ = ["evaluation_mode"]
+
+
+@contextlib.contextmanager
+def evaluation_mode(model: nn.Module, owner: str = "captum_hint") -> Iterator[nn.Module]:
+    """Run ``model`` in eval mode inside the block; restore its state on exit.
+
+    Warns once per block when the model came in train mode. Each module's
+    ``training`` flag and each parameter's ``requires_grad`` are restored as
+    they were, so a model with a mix of modes comes back with the same mix.
+
+    Args:
+        model: the user's model.
+        owner: the name used in the warning.
+    """
+    training = [(module, module.training) for module in model.modules()]
+    requires_grad = [(parameter, parameter.requires_grad) for parameter in model.parameters()]
+    if any(flag for _, flag in training):
+        warnings.warn(
+            f"{owner}: the model is in train mode; it runs in eval mode here (BatchNorm and "
+            "dropout as at inference) and is put back in train mode afterwards",
+            stacklevel=3,
+        )
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, flag in training:
+            module.training = flag
+        for parameter, flag in requires_grad:
+            parameter.requires_grad_(flag)

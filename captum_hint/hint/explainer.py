@@ -1,0 +1,543 @@
+"""HINT, end to end: regions -> concept classifiers -> Shapley scores -> associations.
+
+::
+
+    hint = HINT(model, layer="_blocks.10", hierarchy=h,
+                concepts=["whole.n.02", "animal.n.01", "mammal.n.01"])
+    hint.fit(dataloader)
+    hint.scores_                      # neurons x concepts (Shapley values, Eq. 2)
+    hint.top_neurons("mammal.n.01", n=10)
+    maps = hint.localize(images, "animal.n.01", top_fraction=0.2)
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+import torch
+from captum.attr import LayerAttribution
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from ..attr import SALIENCY_METHODS, LayerSmoothGrad, saliency_method
+from ..attr._base import check_image_batch, resolve_layer
+from ..concepts.hierarchy import ConceptHierarchy
+from ..core.checks import check_finite, check_fraction, check_number, check_positive_int
+from ..core.model_state import evaluation_mode
+from .classifiers import ConceptClassifier, fit_concept_classifiers
+from .regions import Aggregation, RegionBank, responsible_regions, training_targets
+from .shapley import NeuronConceptShapley
+
+__all__ = ["HINT"]
+
+_FORMAT = "captum_hint.HINT/2"
+#: Arguments of NeuronConceptShapley.attribute that HINT itself sets.
+_SHAPLEY_RESERVED = ("regions", "pool", "return_standard_error")
+
+
+def _layer_name(model: nn.Module, layer: Union[str, nn.Module]) -> str:
+    if isinstance(layer, str):
+        resolve_layer(model, layer)  # fails clearly on an unknown name
+        return layer
+    for name, module in model.named_modules():
+        if module is layer:
+            return name
+    raise ValueError("layer: the given module is not a submodule of model")
+
+
+def _split_batch(batch) -> Tuple[Tensor, Optional[Tensor]]:
+    """(images, labels or None) from a tensor, a (images, labels, ...) tuple or a dict."""
+    if isinstance(batch, Tensor):
+        return batch, None
+    if isinstance(batch, dict):
+        return batch["image"], batch.get("label")
+    if isinstance(batch, (list, tuple)):
+        return batch[0], batch[1] if len(batch) > 1 else None
+    raise TypeError(f"dataloader: expected batches of images, (images, labels) or dicts, got {type(batch).__name__}")
+
+
+class HINT:
+    """Hierarchical Neuron Concept Explainer for one layer of a classifier.
+
+    Args:
+        model: the classifier (N x 3 x H x W -> N x C logits), in eval mode.
+        layer: the layer module or its dotted name; its output must be N x D x h x w.
+        hierarchy: a :class:`~captum_hint.ConceptHierarchy` whose leaves are
+            the model's classes.
+        concepts: the concept set (names, wnids or words); default every
+            non-leaf concept with at least 2 leaves (at most 64 of them).
+        saliency: ``"smoothgrad"`` (default), ``"gradient"``,
+            ``"gradient_x_input"``, ``"integrated_gradients"``,
+            ``"guided_backprop"`` or a saliency class.
+        saliency_kwargs: passed to the saliency's ``attribute``.
+        saliency_target: ``"concept"`` (the concept's score; one saliency map
+            per image and concept) or ``"leaf"`` (the image's class, shared by
+            all its concepts, as in the reference code).
+        aggregation, threshold, percentile: region extraction (see
+            :func:`~captum_hint.responsible_regions`).
+        max_regions_per_concept, max_background, store_dtype: the memory bound
+            of the region bank (see :class:`~captum_hint.hint.regions.RegionBank`).
+        classifier_kwargs: passed to :func:`~captum_hint.hint.classifiers.fit_concept_classifiers`.
+        shapley_kwargs: passed to :meth:`NeuronConceptShapley.attribute`
+            (defaults: ``n_permutations=64``, ``baseline="marginal"``).
+        n_regions: regions Eq. 2 averages over (a seeded sample of the bank).
+        batch_size: images (or image-concept pairs) per saliency call.
+        seed: seeds every random choice.
+        progress: show tqdm bars.
+
+    Fitted attributes: ``scores_`` (D x K), ``standard_errors_`` (D x K),
+    ``classifiers_`` (K :class:`ConceptClassifier`), ``f1_`` (K),
+    ``bank_`` (the regions), ``n_images_``,
+    ``input_shape_`` (C x H x W of the images).
+
+    The model is never changed: every forward runs in eval mode (a model in
+    train mode is put back in train mode, with a warning), and hooks and
+    ``requires_grad`` flags are left as they were.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layer: Union[str, nn.Module],
+        hierarchy: ConceptHierarchy,
+        concepts: Optional[Sequence[str]] = None,
+        saliency: Union[str, type] = "smoothgrad",
+        aggregation: Aggregation = "l2",
+        threshold: float = 0.5,
+        percentile: float = 99.0,
+        saliency_target: str = "concept",
+        saliency_kwargs: Optional[Dict[str, Any]] = None,
+        max_regions_per_concept: int = 4000,
+        max_background: int = 16000,
+        store_dtype: torch.dtype = torch.float16,
+        classifier_kwargs: Optional[Dict[str, Any]] = None,
+        shapley_kwargs: Optional[Dict[str, Any]] = None,
+        n_regions: int = 512,
+        batch_size: int = 16,
+        seed: int = 0,
+        device=None,
+        progress: bool = True,
+    ):
+        check_fraction("threshold", threshold, allow_one=False)
+        check_number("percentile", percentile, 0.0, 100.0, low_open=True)
+        for name, value in (("max_regions_per_concept", max_regions_per_concept), ("max_background", max_background),
+                            ("n_regions", n_regions), ("batch_size", batch_size)):
+            check_positive_int(name, value)
+        reserved = sorted(set(shapley_kwargs or {}) & set(_SHAPLEY_RESERVED))
+        if reserved:
+            raise ValueError(
+                f"shapley_kwargs: {', '.join(map(repr, reserved))} are set by HINT (the regions and the "
+                "baseline pool come from the fitted region bank); remove them"
+            )
+        if saliency_target not in ("concept", "leaf"):
+            raise ValueError(f"saliency_target: expected 'concept' or 'leaf', got {saliency_target!r}")
+        self.model = model
+        self.layer = _layer_name(model, layer)
+        self.hierarchy = hierarchy
+        if concepts is None:
+            concepts = hierarchy.select(min_leaves=2)
+            if len(concepts) > 64:
+                raise ValueError(
+                    f"concepts: the hierarchy has {len(concepts)} concepts with 2+ leaves; choose a "
+                    "concept set, e.g. hierarchy.select(min_leaves=50)"
+                )
+        self.concepts = [hierarchy.lookup(c) for c in concepts]
+        if not self.concepts:
+            raise ValueError("concepts: the concept set is empty")
+        self._saliency_cls = saliency_method(saliency)
+        self.saliency = next((n for n, c in SALIENCY_METHODS.items() if c is self._saliency_cls), self._saliency_cls.__name__)
+        self.saliency_kwargs = dict(saliency_kwargs or {})
+        self.saliency_target = saliency_target
+        self.aggregation, self.threshold, self.percentile = aggregation, threshold, percentile
+        self.max_regions_per_concept, self.max_background = max_regions_per_concept, max_background
+        self.store_dtype = store_dtype
+        self.classifier_kwargs = dict(classifier_kwargs or {})
+        self.shapley_kwargs = {"n_permutations": 64, "baseline": "marginal", **(shapley_kwargs or {})}
+        self.n_regions, self.batch_size, self.seed, self.progress = n_regions, batch_size, seed, progress
+        if device is None:
+            tensor = next(itertools.chain(model.parameters(), model.buffers()), None)
+            device = tensor.device if tensor is not None else "cpu"
+        self.device = torch.device(device)
+        self._localizers: Dict[Tuple[int, Tuple[int, ...]], ConceptClassifier] = {}
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def layer_module(self) -> nn.Module:
+        return resolve_layer(self.model, self.layer)
+
+    def _forward_with_features(self, images: Tensor) -> Tuple[Tensor, Tensor]:
+        """(logits N x C, layer output N x D x h x w) in one no-grad forward (model in eval mode)."""
+        captured = {}
+        handle = self.layer_module.register_forward_hook(lambda m, i, o: captured.__setitem__("z", o))
+        try:
+            with torch.no_grad():
+                logits = self.model(images)
+        finally:
+            handle.remove()
+        features = captured["z"]
+        if not isinstance(features, Tensor) or features.dim() != 4:
+            shape = tuple(features.shape) if isinstance(features, Tensor) else type(features).__name__
+            raise ValueError(
+                f"layer: HINT needs a layer whose output is N x D x h x w (spatial); {self.layer!r} gives {shape}"
+            )
+        check_finite(f"layer {self.layer!r} output", features, "the model's activations must be finite")
+        return logits, features
+
+    def _saliency(self, images: Tensor, targets) -> Tensor:
+        kwargs = dict(self.saliency_kwargs)
+        if self._saliency_cls is LayerSmoothGrad and "seed" not in kwargs and "generator" not in kwargs:
+            kwargs["generator"] = self._generator
+        method = self._saliency_cls(self.model, self.layer_module)
+        return torch.cat([
+            method.attribute(images[s : s + self.batch_size], target=targets[s : s + self.batch_size], **kwargs)
+            for s in range(0, len(images), self.batch_size)
+        ])
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, dataloader: Iterable, labels: str = "given") -> "HINT":
+        """Collect regions from ``dataloader``, train concept classifiers, score neurons.
+
+        Args:
+            dataloader: yields images, ``(images, leaf labels)`` or dicts with
+                ``"image"``/``"label"``; streamed once.
+            labels: ``"given"`` (use the batches' leaf labels) or
+                ``"predicted"`` (use the model's top-1 classes).
+
+        Returns:
+            self.
+        """
+        if labels not in ("given", "predicted"):
+            raise ValueError(f"labels: expected 'given' or 'predicted', got {labels!r}")
+        with evaluation_mode(self.model, "HINT.fit"):
+            return self._fit(dataloader, labels)
+
+    def _fit(self, dataloader: Iterable, labels: str) -> "HINT":
+        self._generator = torch.Generator(device=self.device).manual_seed(self.seed)
+        membership = self.hierarchy.membership(self.concepts)  # K x C
+        leaf_sets = [set(self.hierarchy.leaves_under(c)) for c in self.concepts]
+        bank = RegionBank(len(self.concepts), self.max_regions_per_concept, self.max_background, self.store_dtype, self.seed)
+        n_images = 0
+        images_under = torch.zeros(len(self.concepts), dtype=torch.long)
+        for batch in tqdm(dataloader, desc="HINT regions", disable=not self.progress):
+            images, given = _split_batch(batch)
+            check_image_batch(images)
+            images = images.to(self.device)
+            self.input_shape_ = tuple(images.shape[1:])
+            logits, features = self._forward_with_features(images)
+            if labels == "predicted" or given is None:
+                leaf = logits.argmax(1).cpu()
+            else:
+                leaf = self.hierarchy.check_labels(torch.as_tensor(given).cpu())
+            if logits.shape[1] != self.hierarchy.num_classes:
+                raise ValueError(
+                    f"hierarchy: has {self.hierarchy.num_classes} leaves but the model gives {logits.shape[1]} classes"
+                )
+            under = membership[:, leaf].T  # N x K
+            images_under += under.sum(0)
+            self._collect(bank, images, features, leaf, under, leaf_sets, n_images)
+            n_images += len(images)
+        empty = [c for c, count in zip(self.concepts, bank.counts()[:-1].tolist()) if count == 0]
+        if empty:
+            detail = ", ".join(f"{c} ({int(images_under[self.concepts.index(c)])} images under it)" for c in empty)
+            raise ValueError(
+                f"concepts: no responsible regions were collected for {detail}; add images of these "
+                "concepts or drop them from the concept set"
+            )
+        self.bank_, self.n_images_ = bank, n_images
+        self._training = None
+        self._localizers = {}  # classifiers of an earlier fit must not be reused
+        self._fit_classifiers()
+        self._score_neurons()
+        return self
+
+    def _collect(self, bank, images, features, leaf, under, leaf_sets, first_image):
+        pair_image, pair_concept = under.nonzero(as_tuple=True)
+        if len(pair_image) == 0:
+            return
+        if self.saliency_target == "concept":
+            targets = [leaf_sets[k] for k in pair_concept.tolist()]
+            saliency = self._saliency(images[pair_image.to(self.device)], targets)
+        else:
+            saliency = self._saliency(images, leaf.tolist())[pair_image.to(images.device)]
+        regions = responsible_regions(saliency, self.threshold, self.aggregation, self.percentile)
+        responsible = regions.responsible[:, 0].cpu()  # P x h x w
+        # Background: positions responsible for none of the image's concepts.
+        any_responsible = torch.zeros(features.shape[0], *responsible.shape[1:], dtype=torch.bool)
+        any_responsible.index_put_((pair_image,), responsible, accumulate=True)
+        has_concept = under.any(1)
+        background = ~any_responsible & has_concept[:, None, None]
+        positions = features.permute(0, 2, 3, 1).cpu()  # N x h x w x D
+        p, i, j = responsible.nonzero(as_tuple=True)
+        n, bi, bj = background.nonzero(as_tuple=True)
+        rows_image = torch.cat([pair_image[p], n])
+        bank.add(
+            torch.cat([positions[pair_image[p], i, j], positions[n, bi, bj]]),
+            torch.cat([pair_concept[p], torch.full((len(n),), -1)]),
+            leaf[rows_image],
+            first_image + rows_image,
+        )
+
+    def _training_data(self) -> Tuple[Tensor, Tensor, Tensor]:
+        """(vectors, targets, image ids) of the bank, built once per fit (or load)."""
+        if getattr(self, "_training", None) is None:
+            vectors, buckets, leaf, images = self.bank_.rows()
+            under = self.hierarchy.membership(self.concepts)[:, leaf].T
+            self._training = vectors, training_targets(buckets, under), images
+        return self._training
+
+    def _fit_classifiers(self) -> None:
+        vectors, targets, images = self._training_data()
+        kwargs = {"seed": self.seed, "progress": self.progress, **self.classifier_kwargs}
+        self.classifiers_ = fit_concept_classifiers(vectors, targets, images, self.concepts, **kwargs)
+        self.f1_ = torch.tensor([c.f1_ for c in self.classifiers_])
+
+    def _score_neurons(self) -> None:
+        vectors, _, _ = self._training_data()
+        generator = torch.Generator().manual_seed(self.seed)
+        chosen = torch.randperm(len(vectors), generator=generator)[: self.n_regions]
+        pool = torch.randperm(len(vectors), generator=generator)[: 4096]
+        shapley = NeuronConceptShapley(self.classifiers_)
+        kwargs = {"seed": self.seed, "progress": self.progress, **self.shapley_kwargs}
+        self.scores_, self.standard_errors_ = shapley.attribute(
+            vectors[chosen].float(), pool=vectors[pool].float(), return_standard_error=True, **kwargs
+        )
+
+    # ------------------------------------------------------------------ associations
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "scores_"):
+            raise RuntimeError("HINT: call fit() first (or HINT.load a fitted one)")
+
+    def _index(self, concept: str) -> int:
+        name = self.hierarchy.lookup(concept)
+        if name not in self.concepts:
+            raise ValueError(f"concept: {name!r} is not in the concept set {self.concepts}")
+        return self.concepts.index(name)
+
+    def top_neurons(self, concept: str, n: int = 10):
+        """The ``n`` neurons with the highest score for ``concept`` (``torch.topk`` result)."""
+        self._check_fitted()
+        return torch.topk(self.scores_[:, self._index(concept)], min(n, self.scores_.shape[0]))
+
+    def concepts_of(self, neuron: int, n: int = 5) -> List[Tuple[str, float]]:
+        """The ``n`` concepts a neuron scores highest for, as (concept, score) pairs."""
+        self._check_fitted()
+        if not 0 <= neuron < self.scores_.shape[0]:
+            raise ValueError(f"neuron: {neuron} is out of range (0..{self.scores_.shape[0] - 1})")
+        top = torch.topk(self.scores_[neuron], min(n, len(self.concepts)))
+        return [(self.concepts[k], float(v)) for v, k in zip(top.values, top.indices)]
+
+    def multimodal_neurons(self, n: int = 10, min_concepts: int = 2) -> Dict[int, List[str]]:
+        """Neurons in the top ``n`` of at least ``min_concepts`` concepts, most shared first."""
+        self._check_fitted()
+        top = torch.topk(self.scores_, min(n, self.scores_.shape[0]), dim=0).indices  # n x K
+        shared: Dict[int, List[str]] = {}
+        for k, concept in enumerate(self.concepts):
+            for neuron in top[:, k].tolist():
+                shared.setdefault(neuron, []).append(concept)
+        chosen = {d: cs for d, cs in shared.items() if len(cs) >= min_concepts}
+        return dict(sorted(chosen.items(), key=lambda item: (-len(item[1]), item[0])))
+
+    def plot_associations(self, concepts: Optional[Sequence[str]] = None, n: int = 10, ax=None):
+        """Concepts (with F1) linked to their top-``n`` neurons; link width = score (Fig. 2)."""
+        from .plotting import plot_associations
+
+        self._check_fitted()
+        chosen = [self._index(c) for c in concepts] if concepts is not None else list(range(len(self.concepts)))
+        labels = [self.hierarchy.label(self.concepts[k]) for k in chosen]
+        return plot_associations(self.scores_[:, chosen], labels, self.f1_[chosen], n=n, ax=ax)
+
+    # ------------------------------------------------------------------ localization
+    def neuron_ranking(self, concept: str, ranking: Union[str, Tensor] = "shapley") -> Tensor:
+        """Scores that rank neurons for ``concept``: ``"shapley"``, ``"coef"``, ``"random"`` or a D tensor."""
+        self._check_fitted()
+        k = self._index(concept)
+        n_neurons = self.scores_.shape[0]
+        if isinstance(ranking, Tensor):
+            if ranking.shape != (n_neurons,):
+                raise ValueError(f"ranking: expected a tensor of {n_neurons} neuron scores, got {tuple(ranking.shape)}")
+            return ranking.float().cpu()
+        if ranking == "shapley":
+            return self.scores_[:, k]
+        if ranking == "coef":
+            return self.classifiers_[k].coef_.abs()
+        if ranking == "random":
+            return torch.rand(n_neurons, generator=torch.Generator().manual_seed(self.seed + k))
+        raise ValueError(f"ranking: expected 'shapley', 'coef', 'random' or a tensor, got {ranking!r}")
+
+    def localizer(self, concept: str, top_fraction: float = 0.2, ranking: Union[str, Tensor] = "shapley"):
+        """(neuron indices, classifier on them) for ``concept``, retrained on the stored regions."""
+        check_fraction("top_fraction", top_fraction)
+        k = self._index(concept)
+        scores = self.neuron_ranking(concept, ranking)
+        n_keep = max(1, math.ceil(top_fraction * len(scores)))
+        neurons = torch.topk(scores, n_keep).indices.sort().values
+        key = (k, tuple(neurons.tolist()))
+        if key not in self._localizers:
+            vectors, targets, images = self._training_data()
+            kwargs = {"seed": self.seed, **self.classifier_kwargs}
+            (classifier,) = fit_concept_classifiers(vectors[:, neurons], targets[:, k], images, [self.concepts[k]], **kwargs)
+            self._localizers[key] = classifier
+        return neurons, self._localizers[key]
+
+    def localize(
+        self,
+        images: Tensor,
+        concept: str,
+        top_fraction: float = 0.2,
+        ranking: Union[str, Tensor] = "shapley",
+        size: Optional[Tuple[int, int]] = None,
+        interpolate_mode: str = "bilinear",
+        features: Optional[Tensor] = None,
+    ) -> Tensor:
+        """Concept maps: a classifier on the top neurons applied at every position.
+
+        Args:
+            images: N x 3 x H x W.
+            concept: a concept of the set.
+            top_fraction: share of neurons kept (HINT's 10/20/40/80 %).
+            ranking: how neurons are chosen (see :meth:`neuron_ranking`).
+            size: output size; default the images' H x W.
+            features: the layer output for ``images`` (N x D x h x w, from
+                :meth:`layer_features`), to skip the forward pass when the
+                same images are localized many times.
+
+        Returns:
+            N x 1 x H x W probabilities in [0, 1] (``L_e`` of each position,
+            upsampled with ``LayerAttribution.interpolate``).
+        """
+        self._check_fitted()
+        check_image_batch(images)
+        neurons, classifier = self.localizer(concept, top_fraction, ranking)
+        if features is None:
+            features = self.layer_features(images)
+        n_neurons = self.scores_.shape[0]
+        if not isinstance(features, Tensor) or features.dim() != 4 or features.shape[:2] != (len(images), n_neurons):
+            shape = tuple(features.shape) if isinstance(features, Tensor) else type(features).__name__
+            raise ValueError(
+                f"features: expected the layer output of these images, shaped ({len(images)}, {n_neurons}, h, w) "
+                f"(from layer_features), got {shape}"
+            )
+        logits = torch.einsum("ndhw,d->nhw", features[:, neurons.to(features.device)].float(),
+                              classifier.coef_.to(features.device)) + classifier.intercept_.to(features.device)
+        maps = torch.sigmoid(logits)[:, None]
+        return LayerAttribution.interpolate(maps, tuple(size or images.shape[-2:]), interpolate_mode).clamp(0, 1)
+
+    def layer_features(self, images: Tensor) -> Tensor:
+        """The layer output (N x D x h x w) for a batch of images, without gradients."""
+        check_image_batch(images)
+        with evaluation_mode(self.model, "HINT"):
+            return self._forward_with_features(images.to(self.device))[1]
+
+    # ------------------------------------------------------------------ persistence
+    def _config(self) -> Dict[str, Any]:
+        return {
+            "format": _FORMAT,
+            "layer": self.layer,
+            "concepts": self.concepts,
+            "saliency": self.saliency,
+            "saliency_kwargs": {k: v for k, v in self.saliency_kwargs.items() if isinstance(v, (int, float, str, bool))},
+            "saliency_target": self.saliency_target,
+            # A callable cannot be stored; its name makes a later re-fit fail clearly.
+            "aggregation": self.aggregation if isinstance(self.aggregation, str)
+            else f"callable:{getattr(self.aggregation, '__name__', 'unnamed')}",
+            "threshold": self.threshold,
+            "percentile": self.percentile,
+            "max_regions_per_concept": self.max_regions_per_concept,
+            "max_background": self.max_background,
+            "classifier_kwargs": self.classifier_kwargs,
+            "shapley_kwargs": {k: v for k, v in self.shapley_kwargs.items() if isinstance(v, (int, float, str, bool))},
+            "n_regions": self.n_regions,
+            "batch_size": self.batch_size,
+            "seed": self.seed,
+            "hierarchy": self.hierarchy.to_dict(),
+        }
+
+    def _check_model_matches(self, path: Path) -> None:
+        """Fail unless the model's layer width and class count are the saved HINT's (one probe forward)."""
+        probe = torch.zeros(1, *self.input_shape_, device=self.device)
+        with evaluation_mode(self.model, "HINT.load"):
+            logits, features = self._forward_with_features(probe)
+        width, classes = self.scores_.shape[0], self.hierarchy.num_classes
+        if features.shape[1] != width or logits.shape[1] != classes:
+            raise ValueError(
+                f"model: the HINT saved in {path} was fitted on a layer {self.layer!r} of {width} neurons and "
+                f"{classes} classes; this model gives {features.shape[1]} neurons and {logits.shape[1]} classes"
+            )
+
+    def save(self, path: Union[str, Path]) -> None:
+        """Write ``path/hint.json`` (settings, hierarchy, F1) and ``path/tensors.pt`` (tensors only)."""
+        self._check_fitted()
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        config = {**self._config(), "f1": self.f1_.tolist(), "n_images": self.n_images_,
+                  "input_shape": list(self.input_shape_)}
+        (path / "hint.json").write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
+        tensors = {
+            "scores": self.scores_,
+            "standard_errors": self.standard_errors_,
+            "coef": torch.stack([c.coef_ for c in self.classifiers_]),
+            "intercept": torch.stack([c.intercept_ for c in self.classifiers_]),
+            **{f"bank.{k}": v for k, v in self.bank_.state_dict().items()},
+        }
+        torch.save(tensors, path / "tensors.pt")
+
+    @classmethod
+    def load(cls, path: Union[str, Path], model: nn.Module, progress: bool = True) -> "HINT":
+        """A fitted HINT from :meth:`save`; tensors load with ``weights_only=True``.
+
+        Raises:
+            ValueError: ``path`` holds no readable saved HINT (missing, corrupt
+                or truncated files), or ``model``'s layer width or number of
+                classes differs from the saved one (checked by one forward
+                pass of a zero image).
+        """
+        path = Path(path)
+        try:
+            config = json.loads((path / "hint.json").read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ValueError(f"path: {path / 'hint.json'} is not a readable saved HINT ({error})") from None
+        if not isinstance(config, dict) or config.get("format") != _FORMAT:
+            raise ValueError(f"path: {path} does not hold a saved HINT of format {_FORMAT}")
+        try:
+            tensors = torch.load(path / "tensors.pt", weights_only=True, map_location="cpu")
+        except Exception as error:  # torch raises several types for truncated or foreign files
+            raise ValueError(f"path: {path / 'tensors.pt'} is not a readable saved HINT ({error})") from None
+        try:
+            return cls._from_saved(path, config, tensors, model, progress)
+        except (KeyError, TypeError, IndexError) as error:
+            raise ValueError(f"path: {path} holds an incomplete saved HINT (missing or malformed {error})") from None
+
+    @classmethod
+    def _from_saved(cls, path: Path, config: Dict[str, Any], tensors: Dict[str, Tensor], model: nn.Module,
+                    progress: bool) -> "HINT":
+        hint = cls(
+            model, config["layer"], ConceptHierarchy.from_dict(config["hierarchy"]), config["concepts"],
+            saliency=config["saliency"], aggregation=config["aggregation"], threshold=config["threshold"],
+            percentile=config["percentile"], saliency_target=config["saliency_target"],
+            saliency_kwargs=config["saliency_kwargs"], max_regions_per_concept=config["max_regions_per_concept"],
+            max_background=config["max_background"], classifier_kwargs=config["classifier_kwargs"],
+            shapley_kwargs=config["shapley_kwargs"], n_regions=config["n_regions"],
+            batch_size=config["batch_size"], seed=config["seed"], progress=progress,
+        )
+        hint.scores_, hint.standard_errors_ = tensors["scores"], tensors["standard_errors"]
+        hint.f1_ = torch.tensor(config["f1"], dtype=torch.float32)
+        hint.n_images_ = config["n_images"]
+        hint.classifiers_ = []
+        for k, concept in enumerate(hint.concepts):
+            classifier = ConceptClassifier(**{key: v for key, v in config["classifier_kwargs"].items()
+                                              if key in ("epochs", "batch_size", "lr", "weight_decay", "holdout")})
+            classifier.coef_, classifier.intercept_ = tensors["coef"][k], tensors["intercept"][k]
+            classifier.concept, classifier.f1_ = concept, config["f1"][k]
+            hint.classifiers_.append(classifier)
+        hint._training = None
+        hint.bank_ = RegionBank.from_state_dict(
+            {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith("bank.")}, hint.seed
+        )
+        hint.input_shape_ = tuple(config["input_shape"])
+        hint._check_model_matches(path)
+        return hint
+

@@ -1,0 +1,383 @@
+"""Monte-Carlo Shapley values of neurons for concept classifiers (HINT, Eq. 2).
+
+For a classifier ``L`` and a region ``r`` (a C-dim feature vector), the value
+of a coalition ``S`` of neurons is ``v_r(S) = L(r_S, r~_{not S})``: the neurons
+outside ``S`` take *baseline* values ``r~``. A neuron's Shapley value for ``r``
+is its mean marginal contribution ``v_r(S u d) - v_r(S)`` over random orders
+of the neurons. HINT's score (Eq. 2) averages over regions the *absolute
+value of the per-region Monte-Carlo mean*::
+
+    phi_d = 1/|R| sum_r | 1/M sum_i (L(S_i u d) - L(S_i)) |
+
+``absolute=False`` gives the signed values (which satisfy efficiency:
+``sum_d phi_d = mean_r [v_r(all) - v_r(none)]``).
+
+Paths:
+
+* fast (linear classifiers): walking a permutation adds ``alpha_d (r_d - r~_d)``
+  to the logit, so all prefixes of a permutation come from one cumulative sum:
+  ``O(C)`` per permutation and region, vectorized over permutations, regions
+  and concepts;
+* naive (any classifier callable, or ``fast=False``): re-evaluates the
+  classifier on every prefix coalition, ``O(C^2)``;
+* ``retrain=True`` (the paper's variant): for each permutation, one classifier
+  per prefix coalition is re-fitted with the other neurons randomized,
+  warm-started from the given classifier and trained as one batched problem.
+  This is slow: ``O(steps * rows * C^2 * K)`` per permutation.
+
+Every draw (permutations, baseline rows) comes from one generator, so equal
+seeds give equal results and the fast and naive paths see the same draws.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ..core.checks import check_finite, check_number, check_positive_int
+from .classifiers import IGNORE, ConceptClassifier
+
+__all__ = ["NeuronConceptShapley", "exact_shapley"]
+
+ClassifierLike = Union[ConceptClassifier, Sequence[ConceptClassifier], Callable[[Tensor], Tensor]]
+
+
+def _as_linear(classifiers) -> Optional[Tuple[Tensor, Tensor]]:
+    """(K x C coef, K intercept) if the classifiers are linear ConceptClassifiers."""
+    items = [classifiers] if isinstance(classifiers, ConceptClassifier) else classifiers
+    if isinstance(items, (list, tuple)) and items and all(isinstance(c, ConceptClassifier) for c in items):
+        return torch.stack([c.coef_ for c in items]), torch.stack([c.intercept_ for c in items])
+    return None
+
+
+def _coalition_value_fn(classifiers) -> Callable[[Tensor], Tensor]:
+    """A function mapping ... x C features to ... x K classifier outputs."""
+    linear = _as_linear(classifiers)
+    if linear is not None:
+        coef, intercept = linear
+        return lambda x: torch.sigmoid(x @ coef.T.to(x.dtype) + intercept.to(x.dtype))
+    if callable(classifiers):
+        return lambda x: _ensure_concept_dim(classifiers(x), x)
+    raise TypeError(
+        "classifiers: expected a ConceptClassifier, a list of them, or a callable "
+        "mapping R x C features to R (or R x K) probabilities"
+    )
+
+
+def _ensure_concept_dim(out: Tensor, x: Tensor) -> Tensor:
+    return out.unsqueeze(-1) if out.dim() == x.dim() - 1 else out
+
+
+def exact_shapley(
+    classifiers: ClassifierLike, regions: Tensor, baseline: Tensor, absolute: bool = False
+) -> Tensor:
+    """Exact Shapley values by enumerating all ``2^C`` coalitions (C <= 16).
+
+    Args:
+        classifiers: as for :class:`NeuronConceptShapley`.
+        regions: R x C.
+        baseline: C (the values of neurons outside a coalition).
+        absolute: average ``|phi_r|`` over regions (Eq. 2) instead of ``phi_r``.
+
+    Returns:
+        C (one :class:`ConceptClassifier` given) or C x K.
+    """
+    if regions.dim() != 2 or len(regions) == 0:
+        raise ValueError(f"regions: expected R x C feature vectors with R >= 1, got shape {tuple(regions.shape)}")
+    n_neurons = regions.shape[1]
+    if baseline.numel() != n_neurons:
+        raise ValueError(f"baseline: expected {n_neurons} values (one per neuron), got shape {tuple(baseline.shape)}")
+    if n_neurons > 16:
+        raise ValueError(f"regions: exact Shapley enumerates 2^C coalitions; C = {n_neurons} is too many (max 16)")
+    value = _coalition_value_fn(classifiers)
+    coalitions = (torch.arange(2**n_neurons)[:, None] >> torch.arange(n_neurons)) & 1  # 2^C x C
+    inputs = torch.where(coalitions[None].bool(), regions[:, None], baseline.reshape(-1))  # R x 2^C x C
+    values = value(inputs)  # R x 2^C x K
+    sizes = coalitions.sum(1)
+    weights = torch.tensor(
+        [math.factorial(s) * math.factorial(n_neurons - s - 1) / math.factorial(n_neurons) for s in range(n_neurons)],
+        dtype=values.dtype,
+    )
+    phi = torch.zeros(regions.shape[0], n_neurons, values.shape[-1], dtype=values.dtype)
+    for d in range(n_neurons):
+        without = coalitions[:, d] == 0
+        with_d = torch.nonzero(without).flatten() + (1 << d)
+        gain = values[:, with_d] - values[:, without]  # R x 2^(C-1) x K
+        phi[:, d] = (gain * weights[sizes[without]][None, :, None]).sum(1)
+    values = (phi.abs() if absolute else phi).mean(0)
+    # One classifier gives C values, as NeuronConceptShapley.attribute does.
+    return values[:, 0] if isinstance(classifiers, ConceptClassifier) else values
+
+
+class NeuronConceptShapley:
+    """Shapley value of each neuron for concept classifiers, Captum style.
+
+    Args:
+        classifiers: a :class:`~captum_hint.ConceptClassifier`, a list of K of
+            them (fast path), or any callable mapping R x C features to R or
+            R x K probabilities (naive path).
+
+    After :meth:`attribute`, ``standard_error_`` holds the Monte-Carlo
+    standard error of each value and ``n_permutations_`` the number used.
+    """
+
+    def __init__(self, classifiers: ClassifierLike):
+        self.classifiers = classifiers
+        self._linear = _as_linear(classifiers)
+        self._value = _coalition_value_fn(classifiers)
+        self._single = isinstance(classifiers, ConceptClassifier)
+
+    # ------------------------------------------------------------------ draws
+    @staticmethod
+    def _draw(n_perm: int, n_regions: int, n_neurons: int, pool_size: int, per_region: bool, generator):
+        """Random neuron orders (P x R x C, or P x 1 x C shared) and baseline rows (P x R)."""
+        shape = (n_perm, n_regions if per_region else 1, n_neurons)
+        orders = torch.rand(shape, generator=generator).argsort(-1)
+        rows = torch.randint(pool_size, (n_perm, n_regions), generator=generator) if pool_size else None
+        return orders, rows
+
+    # ------------------------------------------------------------------ paths
+    def _contributions_fast(self, regions: Tensor, baselines: Tensor, orders: Tensor) -> Tensor:
+        """Marginal contributions P x R x K x C via cumulative logits (linear classifiers)."""
+        coef, intercept = (t.to(regions.dtype) for t in self._linear)
+        n_perm, n_regions = baselines.shape[:2]
+        orders = orders.expand(n_perm, n_regions, -1)
+        steps = (regions - baselines)[:, :, None, :] * coef[None, None]  # P x R x K x C
+        index = orders[:, :, None, :].expand_as(steps)
+        start = baselines @ coef.T + intercept  # P x R x K
+        prefix = torch.cat([start[..., None], start[..., None] + steps.gather(-1, index).cumsum(-1)], -1)
+        gains = torch.sigmoid(prefix).diff(dim=-1)  # in permutation order
+        return torch.empty_like(gains).scatter_(-1, index, gains)
+
+    def _contributions_naive(self, regions: Tensor, baselines: Tensor, orders: Tensor) -> Tensor:
+        """Same as the fast path, by evaluating the classifier on every prefix coalition."""
+        n_perm, n_regions, n_neurons = baselines.shape
+        orders = orders.expand(n_perm, n_regions, -1)
+        rank = orders.argsort(-1)  # position of each neuron in its order
+        sizes = torch.arange(n_neurons + 1)
+        member = rank[:, :, None, :] < sizes[None, None, :, None]  # P x R x (C+1) x C
+        inputs = torch.where(member, regions[None, :, None, :], baselines[:, :, None, :])
+        values = self._value(inputs)  # P x R x (C+1) x K
+        gains = values.diff(dim=2)  # gain of the neuron at each position
+        index = rank[..., None].expand(-1, -1, -1, values.shape[-1])
+        return gains.gather(2, index).permute(0, 1, 3, 2)  # P x R x K x C
+
+    # ------------------------------------------------------------------ main
+    def attribute(
+        self,
+        regions: Tensor,
+        baseline: Union[str, Tensor] = "marginal",
+        pool: Optional[Tensor] = None,
+        n_permutations: int = 64,
+        target_error: Optional[float] = None,
+        max_permutations: int = 4096,
+        absolute: bool = True,
+        fast: bool = True,
+        retrain: bool = False,
+        training_data: Optional[Tuple[Tensor, Tensor]] = None,
+        retrain_steps: int = 30,
+        seed: Optional[int] = None,
+        generator: Optional[torch.Generator] = None,
+        chunk_elements: int = 1 << 24,
+        return_standard_error: bool = False,
+        progress: bool = False,
+    ):
+        """Shapley values of every neuron for every concept classifier.
+
+        Args:
+            regions: R x C region feature vectors ``r`` (Eq. 2 averages over them).
+            baseline: ``"marginal"`` (neurons outside a coalition take the values
+                of a random row of ``pool``, drawn per permutation and region;
+                the default), ``"mean"`` (the mean row of ``pool``;
+                deterministic), or a C tensor.
+            pool: rows to draw marginal baselines from / average for the mean
+                (default: ``regions``).
+            n_permutations: permutations per region (per round when
+                ``target_error`` is set).
+            target_error: keep adding rounds of ``n_permutations`` until every
+                standard error is below this, or ``max_permutations`` is reached.
+            absolute: Eq. 2 (mean over regions of |per-region value|); False
+                gives signed values.
+            fast: use the cumulative-logit path for linear classifiers.
+            retrain: the paper's variant with classifiers re-fitted per
+                coalition; needs ``training_data=(features M x C, targets M x K)``
+                with targets 1/0/:data:`~captum_hint.hint.classifiers.IGNORE`. Slow.
+            retrain_steps: Adam steps per re-fit.
+            seed / generator: reproducible draws.
+            chunk_elements: bound on the P x R x K x C work tensor (the naive
+                path's P x R x (C+1) x K is bounded alike); results do not
+                depend on it for a given seed within a path's block size.
+            return_standard_error: also return the standard errors.
+
+        Returns:
+            C (one classifier given) or C x K values; with
+            ``return_standard_error``, a pair (values, standard errors).
+        """
+        if not isinstance(regions, Tensor) or regions.dim() != 2 or len(regions) == 0:
+            shape = tuple(regions.shape) if isinstance(regions, Tensor) else type(regions).__name__
+            raise ValueError(f"regions: expected R x C feature vectors with R >= 1, got {shape}")
+        check_finite("regions", regions, "check the layer's activations")
+        check_positive_int("n_permutations", n_permutations)
+        check_positive_int("max_permutations", max_permutations)
+        check_positive_int("chunk_elements", chunk_elements)
+        check_positive_int("retrain_steps", retrain_steps)
+        if target_error is not None:
+            check_number("target_error", target_error, low=0.0, low_open=True)
+        if seed is not None and generator is not None:
+            raise ValueError("seed, generator: give one of them, not both")
+        if generator is None:
+            generator = torch.Generator()
+            # No seed: a fresh random one, drawn without touching torch's global RNG.
+            generator.manual_seed(seed) if seed is not None else generator.seed()
+        n_neurons = regions.shape[1]
+        if self._linear is not None and self._linear[0].shape[1] != n_neurons:
+            raise ValueError(
+                f"regions: the classifiers take {self._linear[0].shape[1]} neurons, got {n_neurons}"
+            )
+        dtype = regions.dtype if regions.is_floating_point() and regions.dtype != torch.float16 else torch.float32
+        regions = regions.to(dtype)
+        if pool is None:
+            pool = regions
+        elif not isinstance(pool, Tensor) or pool.dim() != 2 or len(pool) == 0 or pool.shape[1] != n_neurons:
+            shape = tuple(pool.shape) if isinstance(pool, Tensor) else type(pool).__name__
+            raise ValueError(f"pool: expected M x {n_neurons} rows with M >= 1 (as wide as regions), got {shape}")
+        else:
+            pool = check_finite("pool", pool).to(dtype)
+        if isinstance(baseline, Tensor):
+            if baseline.numel() != n_neurons:
+                raise ValueError(f"baseline: expected {n_neurons} values (one per neuron), got shape {tuple(baseline.shape)}")
+            fixed = check_finite("baseline", baseline).to(dtype).reshape(-1)
+        elif baseline == "mean":
+            fixed = pool.mean(0)
+        elif baseline == "marginal":
+            fixed = None
+        else:
+            raise ValueError(f"baseline: expected 'marginal', 'mean' or a tensor, got {baseline!r}")
+        if retrain:
+            values, errors = self._attribute_retrained(
+                regions, pool, fixed, training_data, n_permutations, retrain_steps, absolute, generator, progress
+            )
+        else:
+            values, errors = self._attribute_sampled(
+                regions, pool, fixed, n_permutations, target_error, max_permutations, absolute, fast,
+                generator, chunk_elements, progress,
+            )
+        if self._single:
+            values, errors = values[:, 0], errors[:, 0]
+        self.standard_error_ = errors
+        return (values, errors) if return_standard_error else values
+
+    def _attribute_sampled(self, regions, pool, fixed, n_perm, target_error, max_perm, absolute, fast,
+                           generator, chunk_elements, progress):
+        n_regions, n_neurons = regions.shape
+        n_concepts = self._linear[0].shape[0] if self._linear is not None else self._value(regions[:1]).shape[-1]
+        use_fast = fast and self._linear is not None
+        contributions = self._contributions_fast if use_fast else self._contributions_naive
+        # Draws are taken per block of regions sized by the fast path's cost, so
+        # both paths see the same draws; the naive path computes in sub-blocks.
+        rows_per_block = max(1, chunk_elements // (n_neurons * n_concepts * n_perm))
+        per_row = n_neurons * n_concepts * (1 if use_fast else n_neurons + 1)
+        rows_per_chunk = max(1, chunk_elements // (per_row * n_perm))
+        total = torch.zeros(n_regions, n_concepts, n_neurons, dtype=regions.dtype)
+        total_sq = torch.zeros_like(total)
+        done = 0
+        bar = tqdm(total=target_error and max_perm or n_perm, desc="Shapley permutations", disable=not progress, leave=False)
+        while True:
+            for block in range(0, n_regions, rows_per_block):
+                size = min(rows_per_block, n_regions - block)
+                orders, rows = self._draw(n_perm, size, n_neurons, len(pool) if fixed is None else 0, True, generator)
+                for start in range(0, size, rows_per_chunk):
+                    part = slice(start, start + rows_per_chunk)
+                    chunk = regions[block + start : block + min(start + rows_per_chunk, size)]
+                    baselines = pool[rows[:, part]] if fixed is None else fixed.expand(n_perm, len(chunk), n_neurons)
+                    gains = contributions(chunk, baselines, orders[:, part])
+                    where = slice(block + start, block + start + len(chunk))
+                    total[where] += gains.sum(0)
+                    total_sq[where] += (gains * gains).sum(0)
+            done += n_perm
+            bar.update(n_perm)
+            values, errors = self._summarize(total, total_sq, done, absolute)
+            if target_error is None or done + n_perm > max_perm or errors.max() <= target_error:
+                break
+        bar.close()
+        self.n_permutations_ = done
+        return values, errors
+
+    @staticmethod
+    def _summarize(total, total_sq, count, absolute):
+        """Values C x K and standard errors from per-region sums (regions independent)."""
+        mean = total / count  # R x K x C
+        variance = (total_sq / count - mean * mean).clamp_min(0) * (count / max(count - 1, 1))
+        per_region = mean.abs() if absolute else mean
+        values = per_region.mean(0).T
+        # first-order: |.| does not change a mean's variance; regions are independent
+        errors = (variance.sum(0) / count).sqrt().T / mean.shape[0]
+        return values, errors
+
+    def _attribute_retrained(self, regions, pool, fixed, training_data, n_perm, steps, absolute, generator, progress):
+        if self._linear is None:
+            raise ValueError("retrain: needs linear ConceptClassifier(s) to warm-start from")
+        if training_data is None:
+            raise ValueError("training_data: retrain=True needs (features M x C, targets M x K)")
+        features, targets = training_data
+        targets = targets[:, None] if targets.dim() == 1 else targets
+        coef, intercept = (t.to(regions.dtype) for t in self._linear)
+        n_concepts, n_neurons = coef.shape
+        if targets.shape[1] != n_concepts:
+            raise ValueError(f"training_data: expected targets with {n_concepts} columns, got {targets.shape[1]}")
+        features = features.to(regions.dtype)
+        n_regions = len(regions)
+        total = torch.zeros(n_regions, n_concepts, n_neurons, dtype=regions.dtype)
+        per_permutation = []
+        for _ in tqdm(range(n_perm), desc="Shapley (retrained)", disable=not progress, leave=False):
+            order, _ = self._draw(1, 1, n_neurons, 0, False, generator)
+            rank = order[0, 0].argsort()
+            member = (rank[None, :] < torch.arange(n_neurons + 1)[:, None]).to(regions.dtype)  # (C+1) x C
+            train_rows = torch.randint(len(pool), (len(features),), generator=generator) if fixed is None else None
+            train_base = pool[train_rows] if fixed is None else fixed.expand_as(features)
+            eval_rows = torch.randint(len(pool), (n_regions,), generator=generator) if fixed is None else None
+            eval_base = pool[eval_rows] if fixed is None else fixed.expand_as(regions)
+            weight, bias = self._refit_prefix_models(features, train_base, targets, member, coef, intercept, steps)
+            logits = (regions @ (weight * member[:, None]).reshape(-1, n_neurons).T
+                      + eval_base @ (weight * (1 - member[:, None])).reshape(-1, n_neurons).T)
+            values = torch.sigmoid(logits.view(n_regions, n_neurons + 1, n_concepts) + bias)  # R x (C+1) x K
+            gains = values.diff(dim=1).gather(1, rank[None, :, None].expand(n_regions, -1, n_concepts))
+            gains = gains.permute(0, 2, 1)  # R x K x C
+            total += gains
+            per_permutation.append(gains.mean(0).T)  # C x K (signed, averaged over regions)
+        mean = total / n_perm
+        values = (mean.abs() if absolute else mean).mean(0).T
+        stacked = torch.stack(per_permutation)
+        errors = stacked.std(0, unbiased=True) / math.sqrt(n_perm) if n_perm > 1 else torch.full_like(values, float("nan"))
+        self.n_permutations_ = n_perm
+        return values, errors
+
+    @staticmethod
+    def _refit_prefix_models(features, baseline, targets, member, coef, intercept, steps):
+        """Fit one linear model per prefix coalition (rows of ``member``) and concept.
+
+        A model for coalition S sees ``x_S`` and baseline values elsewhere;
+        all (C+1) x K models train together, warm-started from the full classifier.
+        """
+        n_models = member.shape[0]
+        weight = coef[None].repeat(n_models, 1, 1).clone().requires_grad_()  # (C+1) x K x C
+        bias = intercept[None].repeat(n_models, 1).clone().requires_grad_()  # (C+1) x K
+        labels = (targets == 1).to(features.dtype)
+        mask = (targets != IGNORE).to(features.dtype)
+        scale = features.std(0).clamp_min(1e-6)
+        optimizer = torch.optim.Adam([weight, bias], lr=0.01 / scale.mean().item())
+        for _ in range(steps):
+            logits = (features @ (weight * member[:, None]).reshape(-1, features.shape[1]).T
+                      + baseline @ (weight * (1 - member[:, None])).reshape(-1, features.shape[1]).T)
+            logits = logits.view(len(features), n_models, -1) + bias
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(
+                logits, labels[:, None].expand_as(logits), weight=mask[:, None].expand_as(logits), reduction="sum"
+            ) / mask.sum().clamp_min(1)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        return weight.detach(), bias.detach()

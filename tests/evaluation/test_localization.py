@@ -1,0 +1,119 @@
+"""Localization metrics by hand, box maths against torchvision, and the baselines."""
+
+import pytest
+import torch
+from captum.attr import LayerConductance, LayerGradCam
+
+from captum_hint.concepts import ConceptScore
+from captum_hint.evaluation import (concept_ground_truth, conductance_ranking, energy_pointing_game,
+                                      evaluate_localization, gradcam_maps, localization_hits, map_to_boxes,
+                                      mask_area, mask_coverage, mask_iou, normalize_maps, pointing_game)
+
+
+def one_map(values):
+    return torch.tensor(values, dtype=torch.float32)[None, None]
+
+
+def test_map_to_box_takes_the_largest_component():
+    m = torch.zeros(1, 1, 6, 8)
+    m[0, 0, 0:2, 0:2] = 1.0  # 4 pixels
+    m[0, 0, 3:6, 4:8] = 0.9  # 12 pixels, the largest
+    torch.testing.assert_close(map_to_boxes(m), torch.tensor([[4.0, 3.0, 7.0, 5.0]]))
+    flat = torch.ones(1, 1, 4, 5)  # constant: nothing above threshold after scaling -> whole image
+    torch.testing.assert_close(map_to_boxes(flat), torch.tensor([[0.0, 0.0, 4.0, 3.0]]))
+
+
+def test_localization_hits():
+    predicted = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 10.0]])
+    gt = [torch.tensor([[0.0, 0.0, 10.0, 5.0]]), torch.tensor([[0.0, 0.0, 10.0, 4.0], [20.0, 20.0, 30.0, 30.0]])]
+    assert localization_hits(predicted, gt).tolist() == [True, False]  # IoU 0.5 and 0.4
+
+
+def test_mask_metrics_by_hand():
+    maps = one_map([[0.0, 1.0, 1.0], [0.0, 0.2, 1.0], [0.0, 0.0, 0.0]])
+    gt = torch.tensor([[[False, True, False], [False, True, True], [False, False, False]]])
+    # mask = {(0,1), (0,2), (1,2)}; GT = {(0,1), (1,1), (1,2)}; overlap 2
+    assert mask_coverage(maps, gt).item() == pytest.approx(2 / 3)
+    assert mask_iou(maps, gt).item() == pytest.approx(2 / 4)
+    assert mask_area(maps).item() == pytest.approx(3 / 9)
+    assert pointing_game(maps, gt).tolist() == [True]  # argmax (0, 1) is in GT
+    assert pointing_game(one_map([[0, 0, 0], [0, 0, 0], [1, 0, 0]]), gt).tolist() == [False]
+
+
+def test_energy_pointing_game_by_hand():
+    maps = one_map([[4.0, 3.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 1.0]])  # scaled: 1, .75, .5, .25 (sum 2.5)
+    box = [torch.tensor([[0.0, 0.0, 1.0, 1.0]])]  # covers (0,0), (0,1), (1,0), (1,1)
+    assert energy_pointing_game(maps, box, energy=0.3).tolist() == [True]  # keeps 1 -> 40 %
+    assert energy_pointing_game(maps, box, energy=0.9).tolist() == [True]  # keeps 1, .75, .5 = 90 %
+    assert energy_pointing_game(maps, box, energy=0.95).tolist() == [False]  # needs (2,2), outside
+    with pytest.raises(ValueError, match=r"energy: expected a value in \(0.0, 1.0\], got 0"):
+        energy_pointing_game(maps, box, energy=0)
+
+
+def test_normalize_maps():
+    maps = torch.stack([one_map([[1.0, 3.0]])[0], one_map([[2.0, 2.0]])[0]])
+    assert normalize_maps(maps).tolist() == [[[[0.0, 1.0]]], [[[0.0, 0.0]]]]
+
+
+def test_gradcam_matches_captum(small_net, images):
+    leaves = [1, 4]
+    got = gradcam_maps(small_net, "features.2", images, leaves, size=(16, 16))
+    reference = LayerGradCam(ConceptScore(small_net, [leaves]), small_net.features[2]).attribute(
+        images, target=0, relu_attributions=True)
+    assert got.shape == (3, 1, 16, 16)
+    torch.testing.assert_close(gradcam_maps(small_net, "features.2", images, leaves), reference)
+
+
+def test_conductance_ranking_matches_captum(small_net, images):
+    got = conductance_ranking(small_net, "features.2", images, [2], n_steps=5, batch_size=2)
+    reference = LayerConductance(ConceptScore(small_net, [[2]]), small_net.features[2]).attribute(
+        images, target=0, n_steps=5).sum(dim=(2, 3)).mean(0)
+    torch.testing.assert_close(got, reference.detach(), rtol=1e-4, atol=1e-6)
+
+
+def test_concept_ground_truth():
+    masks = torch.zeros(2, 4, 4, dtype=torch.bool)
+    masks[0, 0, 0] = masks[1, 3, 3] = True
+    samples = [{"labels": torch.tensor([5, 9]), "masks": masks, "boxes": torch.tensor([[0.0, 0, 0, 0], [3.0, 3, 3, 3]])},
+               {"labels": torch.tensor([7]), "masks": masks[:1], "boxes": torch.zeros(1, 4)}]
+    keep, union, boxes = concept_ground_truth(samples, [9, 10])
+    assert keep == [0] and union[0].sum() == 1 and union[0][3, 3] and boxes[0].tolist() == [[3.0, 3, 3, 3]]
+
+
+def test_evaluate_localization_rows(small_net, images):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from captum_hint import HINT, ConceptHierarchy
+
+    hierarchy = ConceptHierarchy.from_paths(["a/c0", "a/c1", "a/c2", "b/c3", "b/c4", "b/c5"])
+    generator = torch.Generator().manual_seed(0)
+    data = torch.randn(24, 3, 8, 8, generator=generator)
+    hint = HINT(small_net, "features.2", hierarchy, ["a", "b"], saliency="gradient", progress=False,
+                shapley_kwargs={"n_permutations": 4}).fit(DataLoader(TensorDataset(data, torch.arange(24) % 6), batch_size=8))
+    masks = torch.zeros(1, 8, 8, dtype=torch.bool)
+    masks[0, 2:6, 2:6] = True
+    samples = [{"image": data[i], "labels": torch.tensor([i % 6]), "masks": masks, "boxes": torch.tensor([[2.0, 2, 5, 5]])}
+               for i in range(6)]
+    rows = evaluate_localization(hint, samples, ["a", "b"], (0.2, 0.6), {"shapley": "shapley"}, gradcam_layer="features.2")
+    assert [(r["method"], r["concept"]) for r in rows] == [
+        ("HINT (shapley)", "a"), ("HINT (shapley)", "a"), ("Grad-CAM", "a"),
+        ("HINT (shapley)", "b"), ("HINT (shapley)", "b"), ("Grad-CAM", "b")]
+    assert all(r["images"] == 3 for r in rows)
+    for row in rows:
+        for key in ["loc_acc_gt_known", "loc_acc_top1", "pointing_game", "mask_coverage", "mask_iou", "energy_pointing"]:
+            assert 0 <= row[key] <= 1
+        assert row["loc_acc_top1"] <= row["loc_acc_gt_known"]
+
+
+def test_baselines_leave_a_train_mode_model_as_it_was(small_net, images):
+    """Review defect 5, for the baselines: Captum on a train-mode model would update BatchNorm."""
+    net = small_net
+    net.features.insert(3, torch.nn.BatchNorm2d(5))
+    net.train()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    with pytest.warns(UserWarning, match="gradcam_maps: the model is in train mode"):
+        gradcam_maps(net, "features.4", images, [1, 4])
+    with pytest.warns(UserWarning, match="conductance_ranking: the model is in train mode"):
+        conductance_ranking(net, "features.4", images, [1, 4], n_steps=2)
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
+    assert all(m.training for m in net.modules())

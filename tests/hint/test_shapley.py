@@ -1,0 +1,218 @@
+"""NeuronConceptShapley against brute force, Shapley axioms, and the naive path."""
+
+import pytest
+import torch
+
+from captum_hint.hint.classifiers import ConceptClassifier
+from captum_hint.hint.shapley import NeuronConceptShapley, exact_shapley
+
+
+def linear_classifier(coef, intercept=0.0, dtype=torch.float64):
+    classifier = ConceptClassifier()
+    classifier.coef_ = torch.as_tensor(coef, dtype=dtype)
+    classifier.intercept_ = torch.tensor(intercept, dtype=dtype)
+    return classifier
+
+
+@pytest.fixture
+def problem():
+    generator = torch.Generator().manual_seed(0)
+    regions = torch.randn(12, 6, generator=generator, dtype=torch.float64) + 1.0
+    coef = torch.tensor([1.5, -0.8, 0.0, 0.6, 0.6, 2.0], dtype=torch.float64)  # neuron 2 is a dummy
+    regions[:, 4] = regions[:, 3]  # neurons 3 and 4 are symmetric
+    return regions, linear_classifier(coef, 0.3)
+
+
+@pytest.mark.parametrize("absolute", [False, True])
+def test_monte_carlo_converges_to_exact_within_its_error(problem, absolute):
+    regions, classifier = problem
+    exact = exact_shapley(classifier, regions, regions.mean(0), absolute=absolute)
+    values, errors = NeuronConceptShapley(classifier).attribute(
+        regions, baseline="mean", n_permutations=400, absolute=absolute, seed=1, return_standard_error=True
+    )
+    assert values.shape == errors.shape == (6,)
+    assert (errors[[0, 1, 3, 4, 5]] > 0).all()
+    assert ((values - exact).abs() <= 4 * errors + 1e-12).all(), (values, exact, errors)
+
+
+def test_exact_shapley_by_hand_for_two_neurons():
+    # v(S) = sigmoid(sum_{d in S} x_d) with baseline 0; two neurons x = (1, 2)
+    classifier = linear_classifier([1.0, 1.0])
+    s = torch.sigmoid
+    x = torch.tensor([[1.0, 2.0]], dtype=torch.float64)
+    phi0 = 0.5 * (s(torch.tensor(1.0)) - s(torch.tensor(0.0))) + 0.5 * (s(torch.tensor(3.0)) - s(torch.tensor(2.0)))
+    phi1 = 0.5 * (s(torch.tensor(2.0)) - s(torch.tensor(0.0))) + 0.5 * (s(torch.tensor(3.0)) - s(torch.tensor(1.0)))
+    got = exact_shapley(classifier, x, torch.zeros(2, dtype=torch.float64))
+    torch.testing.assert_close(got, torch.stack([phi0, phi1]).double())
+
+
+def test_efficiency_of_signed_values(problem):
+    regions, classifier = problem
+    values = NeuronConceptShapley(classifier).attribute(regions, baseline="mean", n_permutations=7, absolute=False, seed=3)
+    full = classifier.predict_proba(regions).mean()
+    empty = classifier.predict_proba(regions.mean(0))
+    torch.testing.assert_close(values.sum(), full - empty)
+
+
+def test_efficiency_with_marginal_baselines(problem):
+    regions, classifier = problem
+    pool = regions.flip(0) * 0.5 - 1.0  # baselines drawn from other rows
+    # Per region and permutation, contributions telescope to L(r) - L(r~), r~ a
+    # random pool row; averaged they approach mean L(regions) - mean L(pool).
+    values = NeuronConceptShapley(classifier).attribute(
+        regions, baseline="marginal", pool=pool, n_permutations=4000, absolute=False, seed=3
+    )
+    gap = classifier.predict_proba(regions).mean() - classifier.predict_proba(pool).mean()
+    assert gap.abs() > 0.1
+    torch.testing.assert_close(values.sum(), gap, atol=0.01, rtol=0)
+
+
+def test_dummy_neuron_gets_zero(problem):
+    regions, classifier = problem
+    for baseline in ["mean", "marginal"]:
+        values = NeuronConceptShapley(classifier).attribute(regions, baseline=baseline, n_permutations=20, seed=0)
+        assert values[2] == 0
+
+
+def test_symmetric_neurons(problem):
+    regions, classifier = problem
+    exact = exact_shapley(classifier, regions, regions.mean(0))
+    torch.testing.assert_close(exact[3], exact[4])
+    values, errors = NeuronConceptShapley(classifier).attribute(
+        regions, baseline="mean", n_permutations=400, seed=2, return_standard_error=True
+    )
+    assert (values[3] - values[4]).abs() <= 4 * (errors[3] ** 2 + errors[4] ** 2).sqrt()
+
+
+@pytest.mark.parametrize("baseline", ["mean", "marginal"])
+def test_fast_path_equals_naive_path_on_the_same_draws(baseline):
+    generator = torch.Generator().manual_seed(5)
+    regions = torch.randn(9, 7, generator=generator, dtype=torch.float64)
+    classifiers = [linear_classifier(torch.randn(7, generator=generator, dtype=torch.float64), b) for b in (0.1, -0.4)]
+    shapley = NeuronConceptShapley(classifiers)
+    kwargs = dict(baseline=baseline, n_permutations=11, absolute=False, return_standard_error=True)
+    fast, fast_error = shapley.attribute(regions, fast=True, seed=9, **kwargs)
+    naive, naive_error = shapley.attribute(regions, fast=False, seed=9, **kwargs)
+    assert fast.shape == (7, 2)
+    torch.testing.assert_close(fast, naive, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(fast_error, naive_error, rtol=1e-9, atol=1e-14)
+    # Where the naive path must split regions into smaller chunks it still sees the same draws.
+    small_chunks, _ = shapley.attribute(regions, fast=False, seed=9, chunk_elements=2000, **kwargs)
+    torch.testing.assert_close(small_chunks, fast, rtol=1e-12, atol=1e-14)
+    # A plain callable goes through the naive path and agrees too.
+    as_callable = NeuronConceptShapley(lambda x: torch.stack([c.predict_proba(x) for c in classifiers], -1))
+    torch.testing.assert_close(as_callable.attribute(regions, seed=9, **kwargs)[0], fast, rtol=1e-12, atol=1e-14)
+
+
+def test_chunked_regions_are_assembled_right(problem):
+    regions, classifier = problem
+    # 60 elements per chunk: one region of 6 neurons x 5 permutations at a time
+    chunked = NeuronConceptShapley(classifier).attribute(
+        regions, baseline="mean", n_permutations=5, absolute=False, seed=4, chunk_elements=60
+    )
+    again = NeuronConceptShapley(classifier).attribute(
+        regions, baseline="mean", n_permutations=5, absolute=False, seed=4, chunk_elements=60
+    )
+    torch.testing.assert_close(chunked, again, rtol=0, atol=0)
+    full = classifier.predict_proba(regions).mean() - classifier.predict_proba(regions.mean(0))
+    torch.testing.assert_close(chunked.sum(), full)
+
+
+def test_target_error_stops_when_reached(problem):
+    regions, classifier = problem
+    shapley = NeuronConceptShapley(classifier)
+    values, errors = shapley.attribute(
+        regions, n_permutations=16, target_error=2e-3, max_permutations=4096, seed=0, return_standard_error=True
+    )
+    assert errors.max() <= 2e-3
+    assert 16 < shapley.n_permutations_ <= 4096 and shapley.n_permutations_ % 16 == 0
+    capped = NeuronConceptShapley(classifier)
+    capped.attribute(regions, n_permutations=16, target_error=1e-9, max_permutations=64, seed=0)
+    assert capped.n_permutations_ == 64
+
+
+def test_seeded_results_repeat(problem):
+    regions, classifier = problem
+    a = NeuronConceptShapley(classifier).attribute(regions, seed=11, n_permutations=8)
+    b = NeuronConceptShapley(classifier).attribute(regions, seed=11, n_permutations=8)
+    c = NeuronConceptShapley(classifier).attribute(regions, seed=12, n_permutations=8)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert not torch.equal(a, c)
+
+
+def test_retrain_variant_runs_and_telescopes(problem):
+    regions, classifier = problem
+    targets = (regions @ classifier.coef_ + classifier.intercept_ > 0).to(torch.int8)
+    shapley = NeuronConceptShapley([classifier])
+    values, errors = shapley.attribute(
+        regions, baseline="mean", n_permutations=3, absolute=False, retrain=True,
+        training_data=(regions, targets), retrain_steps=5, seed=0, return_standard_error=True,
+    )
+    assert values.shape == errors.shape == (6, 1)
+    assert torch.isfinite(values).all() and (errors >= 0).all()
+    with pytest.raises(ValueError, match="training_data: retrain=True needs"):
+        shapley.attribute(regions, retrain=True)
+
+
+def test_bad_inputs(problem):
+    regions, classifier = problem
+    shapley = NeuronConceptShapley(classifier)
+    with pytest.raises(ValueError, match="regions: expected R x C"):
+        shapley.attribute(regions[0])
+    with pytest.raises(ValueError, match="regions: the classifiers take 6 neurons, got 5"):
+        shapley.attribute(regions[:, :5])
+    nan = regions.clone()
+    nan[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="regions: contains NaN"):
+        shapley.attribute(nan)
+    with pytest.raises(ValueError, match="baseline: expected 'marginal', 'mean' or a tensor"):
+        shapley.attribute(regions, baseline="zero")
+
+
+# ---------------------------------------------------------------- review defects
+def test_unseeded_attribution_leaves_the_global_rng_alone(problem):
+    """Defect 2: without a seed, attribute reseeded torch's global RNG (torch.seed())."""
+    regions, classifier = problem
+    torch.manual_seed(1234)
+    state = torch.get_rng_state()
+    first = NeuronConceptShapley(classifier).attribute(regions, n_permutations=4)
+    assert torch.equal(torch.get_rng_state(), state)
+    second = NeuronConceptShapley(classifier).attribute(regions, n_permutations=4)
+    assert not torch.equal(first, second), "two unseeded calls drew the same permutations"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"n_permutations": 0}, "n_permutations: expected an integer >= 1, got 0"),
+    ({"pool": torch.zeros(0, 6)}, r"pool: expected M x 6 rows with M >= 1 \(as wide as regions\), got \(0, 6\)"),
+    ({"pool": torch.zeros(5, 4)}, r"pool: expected M x 6 rows .* got \(5, 4\)"),
+    ({"baseline": torch.zeros(4)}, r"baseline: expected 6 values \(one per neuron\), got shape \(4,\)"),
+    ({"target_error": float("nan")}, "target_error: expected a finite number, got nan"),
+])
+def test_bad_arguments_are_named(problem, kwargs, message):
+    """Defect 7: n_permutations=0 raised ZeroDivisionError; empty or narrow pools/baselines failed obscurely."""
+    regions, classifier = problem
+    with pytest.raises(ValueError, match=message):
+        NeuronConceptShapley(classifier).attribute(regions, seed=0, **kwargs)
+
+
+def test_inf_or_no_regions_are_named(problem):
+    """Defect 7: Inf regions gave NaN values; zero regions gave NaN means."""
+    regions, classifier = problem
+    infinite = regions.clone()
+    infinite[3, 1] = float("inf")
+    with pytest.raises(ValueError, match=r"regions: contains Inf \(rows \[3\]\)"):
+        NeuronConceptShapley(classifier).attribute(infinite, seed=0)
+    with pytest.raises(ValueError, match=r"regions: expected R x C feature vectors with R >= 1, got \(0, 6\)"):
+        NeuronConceptShapley(classifier).attribute(regions[:0], seed=0)
+
+
+def test_exact_shapley_has_the_shape_of_attribute():
+    """Defect 8: exact_shapley returned C x 1 for one classifier where attribute returns C."""
+    regions = torch.randn(5, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    one = linear_classifier([1.0, -2.0, 0.5, 0.0])
+    two = [one, linear_classifier([0.0, 1.0, 1.0, -1.0])]
+    baseline = regions.mean(0)
+    for classifiers, shape in ((one, (4,)), (two, (4, 2))):
+        exact = exact_shapley(classifiers, regions, baseline, absolute=True)
+        sampled = NeuronConceptShapley(classifiers).attribute(regions, baseline=baseline, n_permutations=8, seed=0)
+        assert exact.shape == sampled.shape == shape
