@@ -31,3 +31,25 @@ class SmallNet(nn.Module):
         else:
             x = torch.relu(self.features(x))
         return self.fc(x.mean(dim=(2, 3)))
+
+
+class TwoStageNet(nn.Module):
+    """Two stages (8 x 8 then 4 x 4 for 8 x 8 inputs), global average pooling, a linear head.
+
+    ``features.1`` (after the first ReLU) and ``features.3`` end the stages.
+    With ``linear_top=True`` the second stage is a plain convolution after an
+    average pool, so its output is linear in the first stage's.
+    """
+
+    def __init__(self, linear_top: bool = False, classes: int = 3):
+        super().__init__()
+        torch.manual_seed(0)
+        layers = [nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2), nn.Conv2d(4, 5, 3, padding=1)]
+        if not linear_top:
+            layers.append(nn.ReLU())
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(5, classes)
+
+    def forward(self, x):
+        return self.fc(self.pool(self.features(x)).flatten(1))

@@ -131,8 +131,10 @@ def write_report(out: Path, title: str, summary: Dict, sections: List[Dict]) -> 
             parts.append(_html_table(rows, columns))
         if section.get("image"):
             parts.append(f"<p><img src='{html.escape(section['image'])}' alt='{html.escape(section['title'])}'></p>")
-    parts.append("<p>Files: <a href='metrics.json'>metrics.json</a>, <a href='scores.csv'>scores.csv</a> "
-                 "(neurons × concepts Shapley values).</p></body></html>")
+    files = ["<a href='metrics.json'>metrics.json</a>"]
+    if (out / "scores.csv").is_file():
+        files.append("<a href='scores.csv'>scores.csv</a> (neurons × concepts Shapley values)")
+    parts.append(f"<p>Files: {', '.join(files)}.</p></body></html>")
     path = out / "index.html"
     path.write_text("\n".join(parts), encoding="utf-8")
     return path

@@ -9,6 +9,7 @@ concept (a ``set`` of leaf class indices) or a per-sample list of concepts.
 from typing import Dict, Type, Union
 
 from ._base import LayerSaliency, resolve_layer
+from .activation_propagation import LayerActivationPropagation, Propagation
 from .gradient import LayerGradient, LayerGradientXActivation, LayerIntegratedGradients
 from .guided_backprop import LayerGuidedBackprop
 from .smoothgrad import LayerSmoothGrad
@@ -43,6 +44,8 @@ __all__ = [
     "LayerIntegratedGradients",
     "LayerSmoothGrad",
     "LayerGuidedBackprop",
+    "LayerActivationPropagation",
+    "Propagation",
     "SALIENCY_METHODS",
     "saliency_method",
     "resolve_layer",

@@ -116,3 +116,28 @@ def test_user_error_inside_a_command_is_one_line(tmp_path, demo_report, capsys):
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1
     assert error.startswith("captum-hint: error: path: ") and "is not a readable saved HINT" in error
+
+
+def test_decompose_writes_pyramids_trees_and_an_index(tmp_path, demo_report, photo_set):
+    import numpy as np
+    from PIL import Image
+
+    from captum_hint.gap import load_tree
+
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    pixels = (photo_set[1].permute(1, 2, 0).numpy() * std + mean).clip(0, 1)  # chelsea the cat
+    Image.fromarray((pixels * 255).astype("uint8")).save(tmp_path / "cat.png")
+    out = tmp_path / "gap"
+    assert main(["decompose", str(tmp_path / "cat.png"), "--top-k", "2", "--target", "mammal",
+                 "--hint", str(demo_report / "hint"), "--out", str(out)]) == 0
+    tree = load_tree(out / "cat.json")
+    assert tree.channel == -1 and len(tree.children) == 2  # a concept decision
+    named = [node for node in tree.walk() if node.concepts]
+    assert named and all(node.layer == "_blocks.10" for node in named)
+    assert (out / "cat.png").stat().st_size > 10_000 and "cat.json" in (out / "index.html").read_text()
+
+
+def test_decompose_checks_its_arguments(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["decompose", str(tmp_path / "missing.png")])
+    assert stop.value.code == 2 and "missing.png is not a file" in capsys.readouterr().err

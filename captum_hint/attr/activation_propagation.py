@@ -1,0 +1,296 @@
+"""gAP: gradient-based activation propagation (Cheng et al., TPAMI; Sec. 3.1, Eq. 2-5).
+
+A *decision* — a class or concept score, or one feature ``F^{l+1}_{k',x,y}``
+of a higher layer — is decomposed onto the channels of a lower layer ``l``:
+
+* activation maps ``A^l_k = G^l_k * F^l_k`` (Eq. 3), with ``G^l`` the gradient
+  of the decision with respect to the layer's output ``F^l`` (Eq. 2);
+* channel contributions ``alpha_k = mean_{x,y} A^l_{k,x,y}`` (Eq. 4);
+* each channel's peak ``argmax_{x,y} A^l_{k,x,y}`` (Eq. 5), the feature that
+  the hierarchical decomposition decomposes next.
+
+At the last convolutional layer of a network that ends in global average
+pooling and a linear layer, ``sum_k A^L_k`` is Captum's ``LayerGradCam``
+before its ReLU (Eq. 11).
+"""
+
+from __future__ import annotations
+
+from typing import List, NamedTuple, Optional, Union
+
+import torch
+from captum._utils.common import _run_forward
+from captum._utils.gradient import compute_layer_gradients_and_eval
+from torch import Tensor, nn
+
+from ._base import LayerSaliency, LayerSpec, resolve_layer
+
+__all__ = ["LayerActivationPropagation", "Propagation", "NeuronSelector"]
+
+#: A feature of the source layer: a channel (at its peak, per image), a
+#: ``(channel, row, col)`` tuple, an N x 3 tensor (one per image) or an
+#: N x S x 3 tensor (S decisions per image, propagated in one backward pass).
+NeuronSelector = Union[int, tuple, Tensor]
+
+
+class Propagation(NamedTuple):
+    """What one gAP call gives (``[S x]`` only for N x S x 3 selectors).
+
+    Attributes:
+        maps: N x [S x] K x H x W activation maps ``A = G * F`` (Eq. 3).
+        contributions: N x [S x] K channel contributions, the maps' spatial means (Eq. 4).
+        peaks: N x [S x] K x 2 (row, col) of each map's maximum (Eq. 5).
+        features: N x K x H x W, the layer's output ``F``.
+        decisions: N x [S] values of the decomposed decisions.
+    """
+
+    maps: Tensor
+    contributions: Tensor
+    peaks: Tensor
+    features: Tensor
+    decisions: Tensor
+
+
+class _StopForward(Exception):
+    """Raised by a hook once the source layer has produced its output: nothing above is needed."""
+
+
+def peak_positions(maps: Tensor) -> Tensor:
+    """(row, col) of the maximum of every ... x H x W map: ... x 2 (ties: the first in row-major order)."""
+    width = maps.shape[-1]
+    flat = maps.flatten(-2).argmax(-1)
+    return torch.stack([flat // width, flat % width], -1)
+
+
+def propagate_between(
+    model: nn.Module,
+    inputs: Tensor,
+    lower: Optional[nn.Module],
+    upper: nn.Module,
+    selectors: Tensor,
+    additional_forward_args=None,
+) -> tuple:
+    """Gradients of upper-layer features with respect to a lower layer's output (or the input).
+
+    One forward pass, stopped once ``upper`` has run, and one backward pass
+    vectorized over the S decisions per image (``is_grads_batched``).
+
+    Args:
+        model: the network.
+        inputs: N x C x H x W.
+        lower: the lower layer, or ``None`` for the model's input.
+        upper: the higher layer; its output must be N x K' x H' x W'.
+        selectors: N x S x 3 long tensor of (channel, row, col) of ``upper``'s output.
+
+    Returns:
+        ``(gradients N x S x K x H x W, features N x K x H x W, decisions N x S)``.
+
+    Raises:
+        ValueError: ``upper`` runs before ``lower`` or does not depend on it,
+            or a selector is out of range.
+    """
+    captured = {}
+    order: List[str] = []
+
+    def keep_lower(module, args, output):
+        order.append("lower")
+        leaf = output.detach().requires_grad_()
+        captured["lower"] = leaf
+        return leaf.clone()  # a later in-place op (ReLU(inplace=True)) must not touch the leaf
+
+    def stop_at_upper(module, args, output):
+        order.append("upper")
+        captured["upper"] = output
+        raise _StopForward
+
+    handles = [upper.register_forward_hook(stop_at_upper)]
+    if lower is not None:
+        handles.append(lower.register_forward_hook(keep_lower))
+    else:
+        captured["lower"] = inputs.detach().requires_grad_()
+    args = additional_forward_args if isinstance(additional_forward_args, tuple) else (
+        () if additional_forward_args is None else (additional_forward_args,))
+    try:
+        with torch.enable_grad():
+            model(captured["lower"] if lower is None else inputs, *args)
+    except _StopForward:
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+    if "upper" not in captured:
+        raise ValueError("source_layer: it did not run in the model's forward pass")
+    if lower is not None and (not order or order[0] != "lower"):
+        raise ValueError("layer, source_layer: the source layer runs before the layer; give the higher layer as "
+                         "source_layer (layers in forward order)")
+    features, higher = captured["lower"], captured["upper"]
+    if not isinstance(higher, Tensor) or higher.dim() != 4:
+        shape = tuple(higher.shape) if isinstance(higher, Tensor) else type(higher).__name__
+        raise ValueError(f"source_layer: expected an output shaped (N, K, H, W), got {shape}")
+    if not higher.requires_grad:
+        raise ValueError("layer, source_layer: the source layer's output does not depend on the layer's output")
+    n, s = selectors.shape[:2]
+    channel, row, col = selectors.unbind(-1)
+    _, k_hi, h_hi, w_hi = higher.shape
+    if selectors.shape[0] != higher.shape[0]:
+        raise ValueError(f"neuron_selector: expected {higher.shape[0]} per-image selectors, got {selectors.shape[0]}")
+    for name, index, size in (("channel", channel, k_hi), ("row", row, h_hi), ("col", col, w_hi)):
+        if index.numel() and (index.min() < 0 or index.max() >= size):
+            raise ValueError(
+                f"neuron_selector: {name} {int(index.max() if index.max() >= size else index.min())} is out of "
+                f"range for a source layer output of shape {tuple(higher.shape[1:])} (expected 0..{size - 1})"
+            )
+    batch = torch.arange(n, device=higher.device)[:, None].expand(n, s)
+    decisions = higher[batch, channel, row, col]  # N x S
+    # One-hot gradient outputs, one per decision slot, batched through one backward pass.
+    picks = torch.zeros(s, *higher.shape, dtype=higher.dtype, device=higher.device)
+    slot = torch.arange(s, device=higher.device)[None].expand(n, s)
+    picks[slot, batch, channel, row, col] = 1.0
+    (gradients,) = torch.autograd.grad(higher, features, picks, is_grads_batched=True, allow_unused=True)
+    if gradients is None:
+        raise ValueError("layer, source_layer: the source layer's output does not depend on the layer's output")
+    return gradients.transpose(0, 1), features.detach(), decisions.detach()
+
+
+def resolve_selector(selector: NeuronSelector, n: int, upper_features: Optional[Tensor]) -> Tensor:
+    """An N x S x 3 (channel, row, col) tensor from any :data:`NeuronSelector` form.
+
+    ``upper_features`` (the source layer's output) is needed only for a bare
+    channel, whose position is its peak in each image.
+    """
+    if isinstance(selector, bool):
+        raise TypeError("neuron_selector: expected a channel, a (channel, row, col) tuple or a tensor, got a bool")
+    if isinstance(selector, int) or (isinstance(selector, Tensor) and selector.dim() == 1):
+        channels = torch.as_tensor(selector).reshape(-1).long()
+        if channels.numel() == 1:
+            channels = channels.expand(n)
+        if channels.numel() != n:
+            raise ValueError(f"neuron_selector: got {channels.numel()} channels for a batch of {n}")
+        if upper_features is None:
+            raise ValueError("neuron_selector: a channel alone needs the source layer's output for its peak")
+        k = upper_features.shape[1]
+        if channels.min() < 0 or channels.max() >= k:
+            raise ValueError(f"neuron_selector: channel {int(channels.max())} is out of range (0..{k - 1})")
+        maps = upper_features[torch.arange(n), channels.to(upper_features.device)]
+        peaks = peak_positions(maps).cpu()
+        return torch.cat([channels[:, None], peaks], 1)[:, None]
+    if isinstance(selector, tuple):
+        if len(selector) != 3 or not all(isinstance(v, int) and not isinstance(v, bool) for v in selector):
+            raise ValueError(f"neuron_selector: expected a (channel, row, col) tuple of ints, got {selector!r}")
+        return torch.tensor(selector).view(1, 1, 3).expand(n, 1, 3)
+    if isinstance(selector, Tensor) and not selector.is_floating_point() and selector.dtype != torch.bool:
+        if selector.dim() == 2 and selector.shape[1] == 3:
+            return selector.long()[:, None]
+        if selector.dim() == 3 and selector.shape[2] == 3:
+            return selector.long()
+    raise TypeError(
+        "neuron_selector: expected a channel (int), a (channel, row, col) tuple, or an integer tensor shaped "
+        f"N x 3 or N x S x 3; got {selector!r}"
+    )
+
+
+def layer_output(model: nn.Module, layer: nn.Module, inputs: Tensor) -> Tensor:
+    """The output of ``layer`` for ``inputs`` (no grad); the forward stops there."""
+    captured = {}
+
+    def stop(module, args, output):
+        captured["out"] = output
+        raise _StopForward
+
+    handle = layer.register_forward_hook(stop)
+    try:
+        with torch.no_grad():
+            model(inputs)
+    except _StopForward:
+        pass
+    finally:
+        handle.remove()
+    if "out" not in captured:
+        raise ValueError("source_layer: it did not run in the model's forward pass")
+    return captured["out"]
+
+
+class LayerActivationPropagation(LayerSaliency):
+    """gAP: a decision decomposed onto the channels of a layer (Cheng et al., Eq. 2-5).
+
+    The decision is either the model's score for ``target`` (a class index,
+    per-sample indices, a concept set or per-sample concepts, as in every
+    captum_hint attribution), or one feature of a higher layer
+    ``source_layer`` chosen by ``neuron_selector`` (as in Captum's neuron
+    methods): a channel (at that channel's peak in each image), a
+    ``(channel, row, col)`` tuple, an N x 3 tensor, or an N x S x 3 tensor of
+    S decisions per image, all propagated in one backward pass.
+
+    ``attribute`` returns the activation maps ``A = G * F``, shaped like the
+    layer output (N x K x H x W, or N x S x K x H x W for S decisions);
+    :meth:`propagate` returns them with the contributions and peaks.
+
+    Args:
+        forward_func: the model.
+        layer: the lower layer (module or dotted name).
+    """
+
+    def propagate(
+        self,
+        inputs: Tensor,
+        target=None,
+        neuron_selector: Optional[NeuronSelector] = None,
+        source_layer: Optional[LayerSpec] = None,
+        additional_forward_args=None,
+    ) -> Propagation:
+        """Activation maps, contributions and peaks of one decision per image (or S).
+
+        Args:
+            inputs: N x C x H x W images.
+            target: the decision as a model score (when ``neuron_selector`` is None).
+            neuron_selector: the decision as a feature of ``source_layer``.
+            source_layer: the higher layer (module or dotted name) that
+                ``neuron_selector`` indexes.
+            additional_forward_args: passed on to the model.
+
+        Returns:
+            :class:`Propagation`.
+        """
+        if neuron_selector is None:
+            if source_layer is not None:
+                raise ValueError("source_layer: only used with a neuron_selector")
+            forward, target = self._prepare(inputs, target)
+            (gradients,), (features,) = compute_layer_gradients_and_eval(
+                forward, self.layer, inputs, target, additional_forward_args, device_ids=self.device_ids)
+            with torch.no_grad():
+                decisions = _run_forward(forward, inputs, target, additional_forward_args).reshape(len(inputs))
+            maps = (gradients * features).detach()
+            return Propagation(maps, maps.mean((-2, -1)), peak_positions(maps), features.detach(), decisions)
+        if target is not None:
+            raise ValueError("target, neuron_selector: give one decision, not both")
+        if source_layer is None:
+            raise ValueError("source_layer: a neuron_selector needs the higher layer it indexes")
+        self._prepare(inputs, None)
+        upper = resolve_layer(self.forward_func, source_layer)
+        if upper is self.layer:
+            raise ValueError("layer, source_layer: the source layer must be a higher layer than the layer")
+        needs_peaks = isinstance(neuron_selector, int) or (isinstance(neuron_selector, Tensor) and neuron_selector.dim() == 1)
+        upper_features = layer_output(self.forward_func, upper, inputs) if needs_peaks else None
+        selectors = resolve_selector(neuron_selector, len(inputs), upper_features)
+        gradients, features, decisions = propagate_between(
+            self.forward_func, inputs, self.layer, upper, selectors.to(inputs.device), additional_forward_args)
+        maps = gradients * features[:, None]
+        squeeze = not (isinstance(neuron_selector, Tensor) and neuron_selector.dim() == 3)
+        if squeeze:
+            maps, decisions = maps[:, 0], decisions[:, 0]
+        return Propagation(maps, maps.mean((-2, -1)), peak_positions(maps), features, decisions)
+
+    def attribute(
+        self,
+        inputs: Tensor,
+        target=None,
+        neuron_selector: Optional[NeuronSelector] = None,
+        source_layer: Optional[LayerSpec] = None,
+        additional_forward_args=None,
+    ) -> Tensor:
+        """The activation maps ``A = G * F``: N x K x H x W (N x S x K x H x W for S decisions).
+
+        Arguments as in :meth:`propagate`.
+        """
+        return self.propagate(inputs, target, neuron_selector, source_layer, additional_forward_args).maps
+
