@@ -346,6 +346,84 @@ def decompose(args) -> int:
     return 0
 
 
+SEVEC_CONCEPTS = ["animal.n.01", "mammal.n.01", "bird.n.01", "carnivore.n.01", "ungulate.n.01", "primate.n.02",
+                  "rodent.n.01", "insect.n.01", "reptile.n.01", "fish.n.01", "wheeled_vehicle.n.01", "craft.n.02"]
+
+
+def sevec(args) -> int:
+    """Semantic vectors on stamp scenes (or a wnid folder): figures, metrics.json and an index.html."""
+    from ..concepts import ConceptHierarchy
+    from ..datasets import StampScenes, WnidImageFolder, collate_samples, load_model
+    from ..sevec import SemanticVectors, accuracy_correlation
+    from ..sevec.plotting import plot_relevance, plot_retrieval, plot_tsne
+    from .report import write_report
+
+    hierarchy = ConceptHierarchy.imagenet()
+    requested = [hierarchy.lookup(c) for c in (args.concepts or SEVEC_CONCEPTS)]
+    spec = load_model(args.model, None if args.weights == "none" else args.weights)
+    layer = args.layer or ("_avg_pooling" if spec.name == "efficientnet-lite0" else None)
+    if layer is None:
+        raise ValueError(f"--layer: give a rectified layer of {spec.name} (e.g. VGG16's features.30, pool5)")
+    layer_input = args.layer_input or (args.layer is None and spec.name == "efficientnet-lite0")
+    if args.data is None:
+        train = [s for s in StampScenes("train", args.train_scenes, objects=(1, 1), seed=args.seed,
+                                        categories=("animals", "vehicles"))]
+        test = [s for s in StampScenes("test", args.test_scenes, objects=(1, 1), seed=args.seed + 1,
+                                       categories=("animals", "vehicles"))]
+    else:
+        folder = WnidImageFolder(args.data, spec.wnids, size=spec.input_size, mean=spec.mean, std=spec.std)
+        samples = [folder[i] for i in range(len(folder))]
+        train, test = samples[::2], samples[1::2]
+    train_labels = torch.tensor([s["label"] for s in train])
+    concepts = [c for c in requested
+                if torch.isin(train_labels, torch.tensor(hierarchy.leaves_under(c))).sum() >= 2]
+    dropped = sorted(set(requested) - set(concepts))
+    if dropped:
+        _say(f"fewer than 2 training images for {', '.join(dropped)}: left out")
+    vectors = SemanticVectors(spec.model, layer, concepts, hierarchy, args.representation, layer_input)
+    vectors.fit(DataLoader(train, batch_size=16, collate_fn=collate_samples))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    test_loader = DataLoader(test, batch_size=16, collate_fn=collate_samples)
+    nearest = vectors.retrieve(test_loader, n=min(6, len(test)))
+    pixels = spec.denormalize(torch.stack([s["image"] for s in test]))
+    plot_retrieval(vectors, pixels, nearest).savefig(out / "retrieval.png", dpi=70, bbox_inches="tight")
+    plot_relevance(vectors, n=4).savefig(out / "relevance.png", dpi=70, bbox_inches="tight")
+    figures = ["retrieval.png", "relevance.png"]
+    if len(concepts) >= 3:
+        plot_tsne(vectors, ["animal.n.01", "artifact.n.01"], seed=args.seed).savefig(out / "tsne.png", dpi=80,
+                                                                                    bbox_inches="tight")
+        figures.append("tsne.png")
+    geometry = vectors.sibling_cosines()
+    try:
+        correlation = accuracy_correlation(vectors, test_loader)
+        correlation = {"r": correlation["r"], "p_value": correlation["p_value"], "n_concepts": correlation["n_concepts"]}
+    except ValueError as error:  # fewer than 3 concepts with test images
+        correlation = {"skipped": str(error)}
+    rows = [{"concept": hierarchy.label(c), "images": int(n), "diversity D_c": float(d)}
+            for c, n, d in zip(concepts, vectors.counts_, vectors.diversity_)]
+    summary = {"model": spec.name, "layer": layer, "layer_input": layer_input, "representation": args.representation,
+               "concepts": concepts, "concepts_left_out": dropped, "train_images": len(train),
+               "test_images": len(test), "per_concept": rows, "sibling_cosines": geometry,
+               "diversity_accuracy": correlation}
+    sections = [
+        {"title": "Set-up", "text": f"Model <b>{spec.name}</b>, layer <code>{layer}</code>"
+                                    f"{' (its input)' if layer_input else ''}, {args.representation} "
+                                    f"representation; {len(train)} training and {len(test)} held-out images."},
+        {"title": "Concepts", "table": (rows, ["concept", "images", "diversity D_c"])},
+        {"title": "Held-out images nearest to each semantic vector", "image": "retrieval.png"},
+        {"title": "Most related concepts, cos(v_a, v_b)", "image": "relevance.png",
+         "text": f"Mean cosine between siblings {geometry['siblings']:.3f} ({geometry['n_sibling_pairs']} pairs) "
+                 f"vs concepts meeting only at {geometry['top']} {geometry['unrelated']:.3f} "
+                 f"({geometry['n_unrelated_pairs']} pairs)."},
+    ]
+    if "tsne.png" in figures:
+        sections.append({"title": "t-SNE of the semantic vectors", "image": "tsne.png"})
+    index = write_report(out, f"captum_hint: semantic vectors on {spec.name}", summary, sections)
+    _say(f"wrote {index}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="captum-hint",
@@ -417,6 +495,25 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--hint", type=_saved_hint, help="a saved HINT at one of the layers: name its nodes by concepts")
     g.add_argument("--out", default="gap-report", help="output folder (default: gap-report)")
     g.set_defaults(handler=decompose)
+
+    v = commands.add_parser("sevec", help="semantic vectors of concepts at a layer, with figures",
+                            description="Fits semantic vectors (Gu & Tresp) of concepts on stamp scenes or a wnid "
+                                        "folder and writes retrieval, relevance and t-SNE figures, metrics.json "
+                                        "and an index.html.")
+    v.add_argument("--concepts", nargs="+", help="concepts: synset names, wnids or words (default: a dozen animal "
+                   "and vehicle concepts)")
+    v.add_argument("--model", default="efficientnet-lite0", help="model name (default: efficientnet-lite0)")
+    v.add_argument("--weights", default="DEFAULT", help="'DEFAULT' (pretrained) or 'none' (random)")
+    v.add_argument("--layer", help="a rectified layer (default for EfficientNet-Lite0: the input of _avg_pooling)")
+    v.add_argument("--layer-input", action="store_true", help="use the layer's input instead of its output")
+    v.add_argument("--representation", default="spatial", choices=["spatial", "pooled"],
+                   help="flattened with positions (spatial, default) or averaged over positions (pooled)")
+    v.add_argument("--data", type=_folder, help="a folder of wnid sub-folders (default: stamp scenes)")
+    v.add_argument("--train-scenes", type=_count, default=96, help="stamp scenes to fit on (default: 96)")
+    v.add_argument("--test-scenes", type=_count, default=48, help="held-out stamp scenes (default: 48)")
+    v.add_argument("--seed", type=_seed, default=0, help="seed (default: 0)")
+    v.add_argument("--out", default="sevec-report", help="output folder (default: sevec-report)")
+    v.set_defaults(handler=sevec)
     return parser
 
 

@@ -12,6 +12,7 @@ from ._base import LayerSaliency, resolve_layer
 from .activation_propagation import LayerActivationPropagation, Propagation
 from .gradient import LayerGradient, LayerGradientXActivation, LayerIntegratedGradients
 from .guided_backprop import LayerGuidedBackprop
+from .semantic import SemanticGradientXInput, SemanticGuidedBackprop, semantic_mask
 from .smoothgrad import LayerSmoothGrad
 
 #: HINT's five saliency methods by the names the paper and the CLI use.
@@ -46,6 +47,9 @@ __all__ = [
     "LayerGuidedBackprop",
     "LayerActivationPropagation",
     "Propagation",
+    "SemanticGuidedBackprop",
+    "SemanticGradientXInput",
+    "semantic_mask",
     "SALIENCY_METHODS",
     "saliency_method",
     "resolve_layer",

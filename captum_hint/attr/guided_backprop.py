@@ -26,6 +26,7 @@ then equals :class:`LayerGradient`.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from typing import Callable, List, Optional
 
@@ -124,6 +125,29 @@ class LayerGuidedBackprop(LayerSaliency, ModifiedReluGradientAttribution):
     def _reach_layer(self, *_) -> None:
         self._above_layer = True
 
+    @contextlib.contextmanager
+    def guiding(self, start_at_layer: bool = True, attribute_to_layer_input: bool = False):
+        """Guide the model's ReLUs inside the block; every hook is removed on exit, also on errors.
+
+        Args:
+            start_at_layer: guide functional ReLUs only once the layer has run
+                (its output, or its input with ``attribute_to_layer_input``);
+                False guides every ReLU, as for an input-space attribution.
+        """
+        self._module_depth = 0
+        self._guided_count = 0
+        self._above_layer = not start_at_layer
+        try:
+            self.model.apply(self._register_hooks)
+            if start_at_layer:
+                reach = self.layer.register_forward_pre_hook if attribute_to_layer_input else \
+                    self.layer.register_forward_hook
+                self.backward_hooks.append(reach(self._reach_layer))
+            with _GuideFunctionalReLUs(self):
+                yield self
+        finally:
+            self._remove_hooks()
+
     def _remove_hooks(self) -> None:
         super()._remove_hooks()
         self.backward_hooks.clear()
@@ -140,25 +164,16 @@ class LayerGuidedBackprop(LayerSaliency, ModifiedReluGradientAttribution):
         Arguments as in :meth:`LayerGradient.attribute`.
         """
         forward, target = self._prepare(inputs, target)
-        self._module_depth = 0
-        self._guided_count = 0
-        self._above_layer = False
-        try:
-            self.model.apply(self._register_hooks)
-            reach = self.layer.register_forward_pre_hook if attribute_to_layer_input else self.layer.register_forward_hook
-            self.backward_hooks.append(reach(self._reach_layer))
-            with _GuideFunctionalReLUs(self):
-                gradients, _ = compute_layer_gradients_and_eval(
-                    forward,
-                    self.layer,
-                    inputs,
-                    target,
-                    additional_forward_args,
-                    device_ids=self.device_ids,
-                    attribute_to_layer_input=attribute_to_layer_input,
-                )
-        finally:
-            self._remove_hooks()
+        with self.guiding(start_at_layer=True, attribute_to_layer_input=attribute_to_layer_input):
+            gradients, _ = compute_layer_gradients_and_eval(
+                forward,
+                self.layer,
+                inputs,
+                target,
+                additional_forward_args,
+                device_ids=self.device_ids,
+                attribute_to_layer_input=attribute_to_layer_input,
+            )
         if self._guided_count == 0:
             warnings.warn(
                 "LayerGuidedBackprop: no supported ReLU ran in the forward pass, "

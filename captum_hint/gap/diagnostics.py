@@ -161,8 +161,9 @@ def contribution_sanity(decomposition: HierarchicalDecomposition, images: Tensor
     Returns:
         One row per pair: ``pair``, ``AA`` (gAP's alpha), ``MA`` (max of A),
         ``AG`` (mean gradient), ``MG`` (max gradient) — each an N tensor of
-        per-image Pearson correlations across channels — and ``seconds_gap``,
-        ``seconds_ablation`` (the whole batch, same run).
+        per-image Pearson correlations across channels — ``truth`` (the N x K
+        ablation drops), and ``seconds_gap``, ``seconds_ablation`` (the whole
+        batch, same run).
     """
     check_image_batch(images)
     model = decomposition.model
@@ -188,7 +189,7 @@ def contribution_sanity(decomposition: HierarchicalDecomposition, images: Tensor
             name = "T" if selectors is None else decomposition.layers[lower + 1]
             rows.append({"pair": f"{name} -> {decomposition.layers[lower]}",
                          **{key: _pearson_rows(value, truth).cpu() for key, value in estimates.items()},
-                         "seconds_gap": seconds_gap, "seconds_ablation": seconds_ablation})
+                         "truth": truth.cpu(), "seconds_gap": seconds_gap, "seconds_ablation": seconds_ablation})
             top = estimates["AA"].argmax(1)
             peaks = peak_positions(maps[torch.arange(len(images)), top])
             selectors = torch.cat([top[:, None], peaks], 1).cpu()
@@ -322,7 +323,7 @@ def _kept_channels(decomposition: HierarchicalDecomposition, images: Tensor, tar
 
 
 def sparse_surrogate(decomposition: HierarchicalDecomposition, images: Tensor, labels: Optional[Tensor] = None,
-                     ks: Sequence[int] = (1, 2, 4, 8, 16)) -> List[Dict]:
+                     ks: Sequence[int] = (1, 2, 4, 8, 16), batch_size: int = 8) -> List[Dict]:
     """Fig. 8: the model keeping only the channels its top-k decomposition finds.
 
     For each image, the predicted class is decomposed with top-k children per
@@ -334,11 +335,15 @@ def sparse_surrogate(decomposition: HierarchicalDecomposition, images: Tensor, l
     for layers whose outputs are signed, such as EfficientNet's stages);
     forward hooks mask all layers in one forward pass.
 
+    Images go ``batch_size`` at a time, which bounds memory (the lower
+    layers' maps of every kept channel's decision).
+
     Returns:
         Rows ``{"k", "match_rate", "accuracy" (if labels), "kept_channels" (mean per layer)}``;
         match rate is the share of images whose surrogate prediction equals the full model's.
     """
     check_image_batch(images)
+    check_positive_int("batch_size", batch_size)
     model = decomposition.model
     rows = []
     with evaluation_mode(model, "sparse_surrogate"):
@@ -355,7 +360,10 @@ def sparse_surrogate(decomposition: HierarchicalDecomposition, images: Tensor, l
         for k in ks:
             check_positive_int("ks", k)
             with torch.enable_grad():
-                masks = _kept_channels(decomposition, images, predicted.tolist(), k)
+                parts = [_kept_channels(decomposition, images[s : s + batch_size],
+                                        predicted[s : s + batch_size].tolist(), k)
+                         for s in range(0, len(images), batch_size)]
+            masks = [torch.cat(per_layer) for per_layer in zip(*parts)]
             handles = [decomposition._modules[layer].register_forward_hook(
                 lambda module, args, output, mask=mask, mean=means[layer]:
                 torch.where(mask[:, :, None, None], output, mean))

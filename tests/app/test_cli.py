@@ -141,3 +141,15 @@ def test_decompose_checks_its_arguments(tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         main(["decompose", str(tmp_path / "missing.png")])
     assert stop.value.code == 2 and "missing.png is not a file" in capsys.readouterr().err
+
+
+def test_sevec_writes_figures_and_metrics(tmp_path):
+    out = tmp_path / "sevec"
+    assert main(["sevec", "--train-scenes", "32", "--test-scenes", "12", "--representation", "pooled",
+                 "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["layer"] == "_avg_pooling" and metrics["layer_input"] is True
+    assert len(metrics["per_concept"]) == len(metrics["concepts"]) >= 3
+    assert all(0 <= row["diversity D_c"] <= 1 for row in metrics["per_concept"])
+    for name in ("retrieval.png", "relevance.png", "tsne.png"):
+        assert (out / name).stat().st_size > 5_000 and name in (out / "index.html").read_text()
