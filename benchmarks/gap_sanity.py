@@ -28,18 +28,14 @@ import torch
 from captum_hint.attr.activation_propagation import layer_output
 from captum_hint.concepts import ConceptHierarchy
 from captum_hint.datasets import StampScenes, load_model, stamp_table
+from captum_hint.evaluation.statistics import bootstrap_mean
 from captum_hint.gap import HierarchicalDecomposition
-from captum_hint.gap.diagnostics import (cascading_randomization, contribution_sanity, discriminative_degree,
-                                         sparse_surrogate)
-
-
-def bootstrap(values, seed=0, rounds=2000):
-    """Mean and 95 % percentile bootstrap interval over images."""
-    values = np.asarray(values, dtype=float)
-    values = values[~np.isnan(values)]
-    rng = np.random.default_rng(seed)
-    means = rng.choice(values, size=(rounds, len(values))).mean(1)
-    return float(values.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+from captum_hint.gap.diagnostics import (
+    cascading_randomization,
+    contribution_sanity,
+    discriminative_degree,
+    sparse_surrogate,
+)
 
 
 def fmt(stat):
@@ -53,6 +49,8 @@ def main() -> None:
     parser.add_argument("--randomization-images", type=int, default=4, help="scenes for Fig. 7 (default 4)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="gap-benchmark.json", help="where to write every figure as JSON")
+    parser.add_argument("--parts", nargs="+", default=["table1", "surrogate", "degree", "randomization"],
+                        choices=["table1", "surrogate", "degree", "randomization"], help="which parts to run")
     args = parser.parse_args()
     torch.set_num_threads(2)
 
@@ -69,18 +67,32 @@ def main() -> None:
               "data": f"stamp scenes (test split, one object each, seed {args.seed + 1})"}
     print(f"EfficientNet-Lite0, stages {decomposition.layers}; {args.images} scenes for Table 1")
 
-    # 1-2. Table 1 and cost
+    if "table1" in args.parts:
+        table1_and_cost(args, model, images, decomposition, report)
+    if "surrogate" in args.parts:
+        surrogate_table(args, model, hierarchy, images, labels, decomposition, report)
+    if "degree" in args.parts:
+        degree_table(args, images, labels, decomposition, report)
+    if "randomization" in args.parts:
+        randomization_table(args, images, decomposition, report)
+    with open(args.out, "w", encoding="utf-8") as handle:
+        json.dump(report, handle, indent=1)
+    print(f"\nwrote {args.out}")
+
+
+def table1_and_cost(args, model, images, decomposition, report):
+    """Table 1 (PCC per stage pair) and the cost per image."""
     table = contribution_sanity(decomposition, images[: args.images])
     generator = torch.Generator().manual_seed(args.seed)
     rows = []
     print(f"\n{'pair':<28} {'AA (gAP)':>26} {'MA':>26} {'AG':>26} {'MG':>26} {'random':>26}")
     for row in table:
         width = row["AA"].shape[0]
-        stats = {key: bootstrap(row[key].numpy()) for key in ("AA", "MA", "AG", "MG")}
+        stats = {key: bootstrap_mean(row[key].numpy()) for key in ("AA", "MA", "AG", "MG")}
         # trivial baseline: random contribution estimates (5 seeds per image) against the same truth
         truth = row["truth"]
         guesses = torch.randn(5, *truth.shape, generator=generator)
-        stats["random"] = bootstrap([float(np.corrcoef(g.numpy(), t.numpy())[0, 1])
+        stats["random"] = bootstrap_mean([float(np.corrcoef(g.numpy(), t.numpy())[0, 1])
                                      for seed in guesses for g, t in zip(seed, truth)])
         rows.append({"pair": row["pair"], **stats, "seconds_gap_per_image": row["seconds_gap"] / width,
                      "seconds_ablation_per_image": row["seconds_ablation"] / width})
@@ -106,7 +118,10 @@ def main() -> None:
           f"{loop_total:.1f} s (extrapolated: {sum(widths)} channels x {1000 * forward_seconds:.1f} ms; "
           f"{loop_total / gap_total:.0f}x)")
 
-    # 3. surrogate
+
+
+def surrogate_table(args, model, hierarchy, images, labels, decomposition, report):
+    """Fig. 8: the sparse surrogate's match rate."""
     via = {row["label"]: row["via"] for row in stamp_table()}
     n = args.surrogate_images
     surrogate = sparse_surrogate(decomposition, images[:n], ks=(1, 2, 4, 8, 16))
@@ -121,7 +136,12 @@ def main() -> None:
         print(f"{row['k']:>3} {row['match_rate']:>26.3f} {str([round(c, 1) for c in row['kept_channels']]):>48}")
     report["surrogate"] = {"rows": surrogate, "full_accuracy_concept_level": float(predicted_ok.mean()), "images": n}
 
-    # 4. discriminative degree (classes: the objects' WordNet concepts)
+
+
+def degree_table(args, images, labels, decomposition, report):
+    """Eq. 13: the discriminative degree per layer (classes: the objects' WordNet concepts)."""
+    via = {row["label"]: row["via"] for row in stamp_table()}
+    n = args.surrogate_images
     names = sorted({via[int(label)] for label in labels[:n]})
     index = torch.tensor([names.index(via[int(label)]) for label in labels[:n]])
     batches = [(images[s : s + 8], index[s : s + 8]) for s in range(0, n, 8)]
@@ -134,7 +154,10 @@ def main() -> None:
         entry = report["discriminative_degree"][layer]
         print(f"  {layer:<12} mean D {entry['mean']:.3f} over {entry['channels_counted']} channels chosen")
 
-    # 5. cascading randomization
+
+
+def randomization_table(args, images, decomposition, report):
+    """Fig. 7(a): cascading randomization."""
     m = args.randomization_images
     randomized = cascading_randomization(decomposition, images[:m], top_k=2, seed=args.seed)
     methods = [k for k in randomized[0] if k != "randomized"]
@@ -144,9 +167,6 @@ def main() -> None:
         print(f"{row['randomized']:<20}" + "".join(f"{float(row[k].nanmean()):>22.3f}" for k in methods))
     report["randomization"] = [{"randomized": r["randomized"], **{k: float(r[k].nanmean()) for k in methods}}
                                for r in randomized]
-    with open(args.out, "w", encoding="utf-8") as handle:
-        json.dump(report, handle, indent=1)
-    print(f"\nwrote {args.out}")
 
 
 if __name__ == "__main__":

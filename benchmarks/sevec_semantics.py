@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -32,18 +31,16 @@ from captum_hint import HINT, ConceptHierarchy
 from captum_hint.attr import SemanticGradientXInput, SemanticGuidedBackprop
 from captum_hint.datasets import StampScenes, collate_samples, load_model
 from captum_hint.evaluation import energy_pointing_game
-from captum_hint.sevec import SemanticVectors, accuracy_correlation, neuron_vs_vector_test
+from captum_hint.evaluation.statistics import bootstrap_mean
+from captum_hint.sevec import (
+    SemanticVectors,
+    accuracy_correlation,
+    neuron_vs_vector_test,
+)
 
 CONCEPTS = ["animal.n.01", "mammal.n.01", "bird.n.01", "carnivore.n.01", "ungulate.n.01", "primate.n.02",
             "rodent.n.01", "insect.n.01", "reptile.n.01", "fish.n.01", "wheeled_vehicle.n.01", "craft.n.02"]
 ENERGIES = (0.01, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
-
-
-def bootstrap(values, seed=0, rounds=2000):
-    values = np.asarray(values, dtype=float)
-    rng = np.random.default_rng(seed)
-    means = rng.choice(values, size=(rounds, len(values))).mean(1)
-    return float(values.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
 def most_specific(hierarchy, concepts, label):
@@ -105,7 +102,7 @@ def main() -> None:
     print(f"{'energy':>7}" + "".join(f"{name:>28}" for name in maps))
     rows = []
     for m in ENERGIES:
-        stats = {name: bootstrap(hits[name][m]) for name in maps}
+        stats = {name: bootstrap_mean(hits[name][m]) for name in maps}
         rows.append({"energy": m, **stats})
         print(f"{m:>7.2f}" + "".join(f"{s[0]:>10.3f} [{s[1]:.3f}, {s[2]:.3f}]" for s in stats.values()))
     report["pointing_game"] = rows
@@ -113,7 +110,7 @@ def main() -> None:
     differences = []
     for name in methods:
         for m in ENERGIES:
-            d = bootstrap(hits[f"semantic {name}"][m] - hits[name][m])
+            d = bootstrap_mean(hits[f"semantic {name}"][m] - hits[name][m])
             differences.append({"method": name, "energy": m, "difference": d})
         print(f"  {name:<18}" + " ".join(f"{m:.2f}: {d['difference'][0]:+.3f} [{d['difference'][1]:+.3f}, "
                                         f"{d['difference'][2]:+.3f}]" for m, d in
@@ -126,7 +123,7 @@ def main() -> None:
         first.setdefault(i, c)
     table1 = neuron_vs_vector_test(sevec, torch.stack([test[i]["image"] for i in first]), list(first.values()),
                                    seed=args.seed)
-    report["table1"] = {name: bootstrap(values.numpy()) for name, values in table1.items()}
+    report["table1"] = {name: bootstrap_mean(values.numpy()) for name, values in table1.items()}
     print(f"\nTable 1 on {len(first)} test scenes: change of the concept's probability, mean [95 % CI]")
     for name, stat in report["table1"].items():
         print(f"  {name:<18} {stat[0]:+.4f} [{stat[1]:+.4f}, {stat[2]:+.4f}]")

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 
 from ..concepts.wordnet import WordNetUnavailable
 from ..core.assets import DebianUnavailable
-from ..core.checks import check_fraction, check_positive_int
+from ..core.checks import check_fraction, check_number, check_positive_int
 
 DEMO_CONCEPTS = ["whole.n.02", "animal.n.01", "vertebrate.n.01", "mammal.n.01", "bird.n.01",
                  "invertebrate.n.01", "artifact.n.01"]
@@ -424,6 +424,100 @@ def sevec(args) -> int:
     return 0
 
 
+def concept_scenes(hierarchy, concept: str, n: int, seed: int, exclude: bool = False):
+    """Single-object stamp scenes of the stamps whose object is under ``concept`` (or, with
+    ``exclude``, of all the others): ``n`` scenes on random backgrounds, scales and positions."""
+    from ..datasets import StampScenes, stamp_table
+
+    leaves = set(hierarchy.leaves_under(concept))
+    paths = tuple(row["path"] for row in stamp_table() if (row["label"] in leaves) != exclude)
+    if not paths:
+        raise ValueError(f"--class: no stamp photo shows {concept}")
+    scenes = StampScenes("train", n, objects=(1, 1), seed=seed, categories=paths, test_fraction=0.0)
+    return [scenes[i] for i in range(len(scenes))]
+
+
+def afi(args) -> int:
+    """AfI for one class or concept on stamp scenes: occluder, importance maps, concepts, class impression."""
+    import matplotlib.pyplot as plt
+    from captum.attr import LayerAttribution
+
+    from ..afi import (GlobalFeatureOccluder, channel_importance, class_impression, concept_importance,
+                       feature_importance, meta_detector)
+    from ..attr import occlude
+    from ..concepts import ConceptHierarchy
+    from ..datasets import load_model
+    from ..evaluation import normalize_maps
+    from .plotting import to_hwc
+    from .report import plot_overlays, write_report
+
+    hierarchy = ConceptHierarchy.imagenet()
+    concept = hierarchy.lookup(args.target_class)
+    leaves = set(hierarchy.leaves_under(concept))
+    probes = [hierarchy.lookup(c) for c in args.probe_concepts]
+    spec = load_model(args.model, None if args.weights == "none" else args.weights)
+    images = torch.stack([s["image"] for s in concept_scenes(hierarchy, concept, args.scenes, args.seed)])
+    occluder = GlobalFeatureOccluder(spec.model, lam=args.lam, lr=args.lr, max_iterations=args.iterations,
+                                     mean=spec.mean, std=spec.std, seed=args.seed).fit(images, leaves)
+    _say(f"occluder: {occluder.n_used_} images used ({occluder.n_dropped_} dropped: not classified as "
+         f"{hierarchy.label(concept)}), success {occluder.success_rate_:.2f} after {occluder.n_iterations_} steps")
+    with torch.no_grad():
+        used = images[torch.isin(spec.model(images).argmax(1), torch.tensor(sorted(leaves)))]
+    weights = {layer: channel_importance(feature_importance(occluder, used, layer)) for layer in args.layers}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    shown = used[:4]
+    columns = {f"meta-detector {layer}": normalize_maps(LayerAttribution.interpolate(
+        meta_detector(spec.model, layer, w, shown), tuple(shown.shape[-2:]), "bilinear")) for layer, w in weights.items()}
+    pixels = spec.denormalize(shown)
+    plot_overlays(pixels, columns, None, out / "meta_detectors.png")
+    figure, axes = plt.subplots(1, 3, figsize=(9, 3.2))
+    delta = occluder.delta_
+    axes[0].imshow(to_hwc(pixels[:1]))
+    axes[0].set_title("image")
+    axes[1].imshow(to_hwc(((delta - delta.min()) / (delta.max() - delta.min()).clamp_min(1e-12))[None]))
+    axes[1].set_title("occluder delta (rescaled)")
+    axes[2].imshow(to_hwc(spec.denormalize(occlude(shown[:1], delta, occluder.valid_range))))
+    axes[2].set_title("image - delta")
+    for ax in axes:
+        ax.axis("off")
+    figure.savefig(out / "occluder.png", dpi=80, bbox_inches="tight")
+    impression_layer = args.layers[-1]
+    impression = class_impression(occluder, impression_layer, weights[impression_layer],
+                                  tuple(images.shape[1:]), steps=args.impression_steps, seed=args.seed)
+    figure, ax = plt.subplots(figsize=(3.5, 3.5))
+    ax.imshow(to_hwc(spec.denormalize(impression)))
+    ax.set_title(f"class impression at {impression_layer}", fontsize=9)
+    ax.axis("off")
+    figure.savefig(out / "impression.png", dpi=80, bbox_inches="tight")
+    probe_sets = {hierarchy.label(c): torch.stack([s["image"] for s in concept_scenes(hierarchy, c, args.probe_images,
+                                                                                      args.seed + 1)])
+                  for c in probes}
+    benchmark = torch.stack([s["image"] for s in concept_scenes(hierarchy, "entity.n.01", args.probe_images,
+                                                                args.seed + 2)])
+    concepts = concept_importance(spec.model, weights, probe_sets, benchmark)
+    rows = [{"concept": name, "importance": value} for name, value in concepts["importance"].items()]
+    summary = {"model": spec.name, "class": concept, "images": len(images), "used": occluder.n_used_,
+               "dropped": occluder.n_dropped_, "success_rate": occluder.success_rate_,
+               "transform_success_rate": occluder.transform_success_rate_, "iterations": occluder.n_iterations_,
+               "history": occluder.history_, "concept_importance": concepts["importance"], "mmd": concepts["mmd"]}
+    sections = [
+        {"title": "Set-up", "text": f"Model <b>{spec.name}</b>, class <b>{hierarchy.label(concept)}</b> "
+                                    f"({len(leaves)} ImageNet classes); {len(images)} stamp scenes, "
+                                    f"{occluder.n_used_} classified as it (also after t) and used."},
+        {"title": "The global feature occluder", "image": "occluder.png",
+         "text": f"Success rate {occluder.success_rate_:.2f} (with t: {occluder.transform_success_rate_:.2f}) "
+                 f"after {occluder.n_iterations_} Adam steps."},
+        {"title": "Meta-detectors (Eq. 9)", "image": "meta_detectors.png"},
+        {"title": "Concept importance (MMD of meta-detector outputs, normalized)", "table": (rows, ["concept",
+                                                                                                   "importance"])},
+        {"title": "Class impression", "image": "impression.png"},
+    ]
+    index = write_report(out, f"captum_hint: AfI on {spec.name}", summary, sections)
+    _say(f"wrote {index}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="captum-hint",
@@ -514,6 +608,28 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--seed", type=_seed, default=0, help="seed (default: 0)")
     v.add_argument("--out", default="sevec-report", help="output folder (default: sevec-report)")
     v.set_defaults(handler=sevec)
+
+    a = commands.add_parser("afi", help="Attacking for Interpretability: a class-wide occluder and what it explains",
+                            description="Learns a global feature occluder (AfI) for a class or concept on stamp "
+                                        "scenes of its photos and writes the occluder, meta-detector maps, concept "
+                                        "importance and a class impression to an index.html.")
+    a.add_argument("--class", dest="target_class", default="bird", help="a class or concept (synset, wnid or word)")
+    a.add_argument("--model", default="efficientnet-lite0", help="model name (default: efficientnet-lite0)")
+    a.add_argument("--weights", default="DEFAULT", help="'DEFAULT' (pretrained) or 'none' (random)")
+    a.add_argument("--layers", nargs="+", default=["_blocks.4", "_blocks.10"], help="layers for importance")
+    a.add_argument("--probe-concepts", nargs="+", default=["bird", "mammal", "insect", "wheeled_vehicle"],
+                   help="concepts whose importance to the class is measured")
+    a.add_argument("--scenes", type=_count, default=32, help="scenes of the class (default: 32)")
+    a.add_argument("--probe-images", type=_count, default=16, help="scenes per probe concept (default: 16)")
+    a.add_argument("--iterations", type=_count, default=60, help="at most this many Adam steps (default: 60)")
+    a.add_argument("--lam", type=_argument(lambda v: check_number("value", v, low=0.0), "number"), default=0.05,
+                   help="weight of the l1 term (default: 0.05)")
+    a.add_argument("--lr", type=_argument(lambda v: check_number("value", v, low=0.0, low_open=True), "number"),
+                   default=0.05, help="Adam's learning rate (default: 0.05)")
+    a.add_argument("--impression-steps", type=_count, default=100, help="steps of the class impression")
+    a.add_argument("--seed", type=_seed, default=0, help="seed (default: 0)")
+    a.add_argument("--out", default="afi-report", help="output folder (default: afi-report)")
+    a.set_defaults(handler=afi)
     return parser
 
 

@@ -11,6 +11,7 @@ from typing import Dict, Type, Union
 from ._base import LayerSaliency, resolve_layer
 from .activation_propagation import LayerActivationPropagation, Propagation
 from .gradient import LayerGradient, LayerGradientXActivation, LayerIntegratedGradients
+from .feature_occlusion import LayerFeatureOcclusion, occlude
 from .guided_backprop import LayerGuidedBackprop
 from .semantic import SemanticGradientXInput, SemanticGuidedBackprop, semantic_mask
 from .smoothgrad import LayerSmoothGrad
@@ -50,6 +51,8 @@ __all__ = [
     "SemanticGuidedBackprop",
     "SemanticGradientXInput",
     "semantic_mask",
+    "LayerFeatureOcclusion",
+    "occlude",
     "SALIENCY_METHODS",
     "saliency_method",
     "resolve_layer",

@@ -14,14 +14,14 @@ stacked, the rest as lists).
 
 from __future__ import annotations
 
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
 
-__all__ = ["MEAN", "STD", "collate_samples", "to_input", "scaled_boxes"]
+__all__ = ["MEAN", "STD", "collate_samples", "split_batch", "to_input", "scaled_boxes"]
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -49,3 +49,14 @@ def collate_samples(samples: List[Dict]) -> Dict:
         "labels": [s["labels"] for s in samples],
     }
 
+
+
+def split_batch(batch) -> Tuple[Tensor, Optional[Tensor]]:
+    """(images, labels or None) from a tensor, an (images, labels, ...) tuple or a sample dict batch."""
+    if isinstance(batch, Tensor):
+        return batch, None
+    if isinstance(batch, dict):
+        return batch["image"], batch.get("label")
+    if isinstance(batch, (list, tuple)):
+        return batch[0], batch[1] if len(batch) > 1 else None
+    raise TypeError(f"dataloader: expected batches of images, (images, labels) or dicts, got {type(batch).__name__}")

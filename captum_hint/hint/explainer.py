@@ -28,6 +28,7 @@ from ..attr._base import check_image_batch, resolve_layer
 from ..concepts.hierarchy import ConceptHierarchy
 from ..core.checks import check_finite, check_fraction, check_number, check_positive_int
 from ..core.model_state import evaluation_mode
+from ..datasets.samples import split_batch
 from .classifiers import ConceptClassifier, fit_concept_classifiers
 from .regions import Aggregation, RegionBank, responsible_regions, training_targets
 from .shapley import NeuronConceptShapley
@@ -47,17 +48,6 @@ def _layer_name(model: nn.Module, layer: Union[str, nn.Module]) -> str:
         if module is layer:
             return name
     raise ValueError("layer: the given module is not a submodule of model")
-
-
-def _split_batch(batch) -> Tuple[Tensor, Optional[Tensor]]:
-    """(images, labels or None) from a tensor, a (images, labels, ...) tuple or a dict."""
-    if isinstance(batch, Tensor):
-        return batch, None
-    if isinstance(batch, dict):
-        return batch["image"], batch.get("label")
-    if isinstance(batch, (list, tuple)):
-        return batch[0], batch[1] if len(batch) > 1 else None
-    raise TypeError(f"dataloader: expected batches of images, (images, labels) or dicts, got {type(batch).__name__}")
 
 
 class HINT:
@@ -223,7 +213,7 @@ class HINT:
         n_images = 0
         images_under = torch.zeros(len(self.concepts), dtype=torch.long)
         for batch in tqdm(dataloader, desc="HINT regions", disable=not self.progress):
-            images, given = _split_batch(batch)
+            images, given = split_batch(batch)
             check_image_batch(images)
             images = images.to(self.device)
             self.input_shape_ = tuple(images.shape[1:])

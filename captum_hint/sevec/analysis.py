@@ -22,7 +22,8 @@ from torch import Tensor
 
 from ..concepts.scores import concept_scores
 from ..core.model_state import evaluation_mode
-from .vectors import SemanticVectors, _split_batch
+from ..datasets.samples import split_batch
+from .vectors import SemanticVectors
 
 __all__ = ["neuron_vs_vector_test", "accuracy_correlation", "concept_probabilities"]
 
@@ -123,7 +124,7 @@ def accuracy_correlation(sevec: SemanticVectors, dataloader: Iterable, min_image
     correct = torch.zeros(len(sevec.concepts_))
     seen = torch.zeros(len(sevec.concepts_))
     for batch in dataloader:
-        images, labels = _split_batch(batch)
+        images, labels = split_batch(batch)
         with torch.no_grad(), evaluation_mode(sevec.model, "accuracy_correlation"):
             predicted = sevec.model(images).argmax(1).cpu()
         under = sevec._under(torch.as_tensor(labels).cpu()).float()  # N x K

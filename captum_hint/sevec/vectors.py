@@ -32,6 +32,7 @@ from ..attr._base import LayerSpec, check_image_batch, resolve_layer
 from ..concepts.hierarchy import ConceptHierarchy
 from ..core.checks import check_finite, check_fraction
 from ..core.model_state import evaluation_mode
+from ..datasets.samples import split_batch
 
 __all__ = ["SemanticVectors", "layer_representation"]
 
@@ -58,14 +59,6 @@ def layer_representation(model: nn.Module, layer: nn.Module, images: Tensor, rep
     if representation == "pooled" and phi.dim() > 2:
         phi = phi.flatten(2).mean(-1)
     return check_finite("layer output", phi.flatten(1))
-
-
-def _split_batch(batch):
-    if isinstance(batch, dict):
-        return batch["image"], batch.get("label")
-    if isinstance(batch, (list, tuple)):
-        return batch[0], batch[1] if len(batch) > 1 else None
-    raise TypeError(f"dataloader: expected (images, labels) batches or dicts, got {type(batch).__name__}")
 
 
 class SemanticVectors:
@@ -133,7 +126,7 @@ class SemanticVectors:
         total: Optional[Tensor] = None
         counts = torch.zeros(len(self.concepts_), dtype=torch.long)
         for batch in tqdm(dataloader, desc="semantic vectors", disable=not self.progress):
-            images, labels = _split_batch(batch)
+            images, labels = split_batch(batch)
             if labels is None:
                 raise ValueError("dataloader: SemanticVectors needs labels (the images' leaf classes)")
             phi = self.features(images)
@@ -215,7 +208,7 @@ class SemanticVectors:
         best_index = torch.zeros(len(self.concepts_), 0, dtype=torch.long)
         seen = 0
         for batch in dataloader:
-            images = batch if isinstance(batch, Tensor) else _split_batch(batch)[0]
+            images = split_batch(batch)[0]
             scores = self.similarity(images).T  # K x N
             index = torch.arange(seen, seen + images.shape[0]).expand_as(scores)
             merged_scores = torch.cat([best_scores, scores], 1)

@@ -153,3 +153,23 @@ def test_sevec_writes_figures_and_metrics(tmp_path):
     assert all(0 <= row["diversity D_c"] <= 1 for row in metrics["per_concept"])
     for name in ("retrieval.png", "relevance.png", "tsne.png"):
         assert (out / name).stat().st_size > 5_000 and name in (out / "index.html").read_text()
+
+
+def test_afi_writes_its_report(tmp_path):
+    out = tmp_path / "afi"
+    assert main(["afi", "--class", "bird", "--scenes", "6", "--iterations", "2", "--probe-images", "3",
+                 "--probe-concepts", "bird", "mammal", "--impression-steps", "2", "--layers", "_blocks.4",
+                 "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["class"] == "bird.n.01" and metrics["used"] + metrics["dropped"] == 6
+    importance = metrics["concept_importance"]
+    assert set(importance) == {"bird", "mammal"} and all(v >= 0 for v in importance.values())
+    assert sum(importance.values()) in (pytest.approx(0.0), pytest.approx(1.0))  # all MMD <= 0 gives zeros
+    for name in ("occluder.png", "meta_detectors.png", "impression.png"):
+        assert (out / name).stat().st_size > 5_000
+
+
+def test_afi_checks_its_arguments(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["afi", "--lam", "-1"])
+    assert stop.value.code == 2 and "argument --lam: expected a value in [0.0, inf), got -1.0" in capsys.readouterr().err

@@ -117,3 +117,15 @@ def test_baselines_leave_a_train_mode_model_as_it_was(small_net, images):
         conductance_ranking(net, "features.4", images, [1, 4], n_steps=2)
     assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
     assert all(m.training for m in net.modules())
+
+
+def test_bootstrap_mean_by_hand():
+    from captum_hint.evaluation import bootstrap_mean
+
+    mean, low, high = bootstrap_mean([1.0, 1.0, 1.0])
+    assert (mean, low, high) == (1.0, 1.0, 1.0)  # no spread, no interval
+    mean, low, high = bootstrap_mean([0.0, 1.0] * 50 + [float("nan")], seed=3)
+    assert mean == 0.5 and 0.38 < low < 0.5 < high < 0.62  # the binomial CI, about +-0.1
+    assert bootstrap_mean([0.0, 1.0] * 50, seed=3) == (mean, low, high)  # NaN dropped, seeded
+    with pytest.raises(ValueError, match="values: no finite value"):
+        bootstrap_mean([float("nan")])
