@@ -48,7 +48,7 @@ def plot_overlays(pixels: Tensor, columns: Dict[str, Tensor], masks: Optional[Te
             if i == 0:
                 axes[i, j].set_title(title, fontsize=8)
         if i == 0:
-            axes[i, 0].set_title("image (GT outline)", fontsize=8)
+            axes[i, 0].set_title("image (GT outline)" if masks is not None else "image", fontsize=8)
     for ax in axes.flat:
         ax.axis("off")
     figure.tight_layout()

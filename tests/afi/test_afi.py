@@ -127,3 +127,13 @@ def test_gradient_baseline_and_class_impression(images):
         start = net.features[:2]((0.1 * torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))))
         end = net.features[:2](picture)
     assert end[0, 0].mean() > start[0, 0].mean()  # the meta-detector's activation went up
+
+
+def test_a_layer_not_in_the_model(images):
+    net = TwoStageNet(classes=2).eval()
+    occluder = GlobalFeatureOccluder(net, progress=False)
+    occluder.delta_ = torch.zeros(3, 8, 8)
+    with pytest.raises(ValueError, match=r"layer: 'features.9' is not a submodule of TwoStageNet"):
+        feature_importance(occluder, images, "features.9")
+    with pytest.raises(RuntimeError, match="occluder: call fit"):
+        feature_importance(GlobalFeatureOccluder(net, progress=False), images, "features.1")
