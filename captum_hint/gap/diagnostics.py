@@ -239,9 +239,9 @@ def _captum_saliency(model: nn.Module, images: Tensor, target: List[int], method
 
 
 def _spearman(a: Tensor, b: Tensor) -> Tensor:
-    """Per-image Spearman rank correlation of two N x 1 x H x W maps."""
-    return torch.tensor([stats.spearmanr(x.flatten().cpu().numpy(), y.flatten().cpu().numpy())[0]
-                         for x, y in zip(a, b)])
+    """Per-image Spearman rank correlation of two N x 1 x H x W maps (average ranks for ties, as scipy)."""
+    ranks = [torch.from_numpy(stats.rankdata(m.flatten(1).double().cpu().numpy(), axis=1)) for m in (a, b)]
+    return _pearson_rows(*ranks).float()
 
 
 def cascading_randomization(decomposition: HierarchicalDecomposition, images: Tensor,

@@ -21,6 +21,7 @@ from scipy import stats
 from torch import Tensor
 
 from ..concepts.scores import concept_scores
+from ..core.checks import check_fraction
 from ..core.model_state import evaluation_mode
 from ..datasets.samples import split_batch
 from .vectors import SemanticVectors
@@ -80,7 +81,9 @@ def neuron_vs_vector_test(sevec: SemanticVectors, images: Tensor, concepts: Sequ
     if len(concepts) != len(images):
         raise ValueError(f"concepts: expected {len(images)} (one per image), got {len(concepts)}")
     rows = torch.tensor([sevec.index(c) for c in concepts])
-    masks = torch.stack([sevec.unit_mask(c, threshold) for c in concepts]).float()  # N x D
+    check_fraction("threshold", threshold, allow_zero=True, allow_one=False)
+    vectors = sevec.vectors_[rows]
+    masks = (vectors / vectors.amax(1, keepdim=True).clamp_min(1e-12) > threshold).float()  # N x D, as unit_mask
     generator = torch.Generator().manual_seed(seed)
     permuted = masks.gather(1, torch.rand(masks.shape, generator=generator).argsort(1))
     associated = sevec.vectors_[rows].argmax(1)

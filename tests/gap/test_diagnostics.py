@@ -109,3 +109,15 @@ def test_gap_input_saliency_shape(x):
     decomposition = HierarchicalDecomposition(TwoStageNet().eval(), input_shape=(3, 8, 8))
     maps = gap_input_saliency(decomposition, x, top_k=2)
     assert maps.shape == (3, 1, 8, 8) and (maps >= 0).all() and maps.flatten(1).sum(1).gt(0).all()
+
+
+def test_spearman_matches_scipy_with_ties():
+    from scipy import stats
+
+    from captum_hint.gap.diagnostics import _spearman
+
+    generator = torch.Generator().manual_seed(0)
+    a = torch.rand(3, 1, 5, 5, generator=generator).round(decimals=1)  # many ties
+    b = torch.rand(3, 1, 5, 5, generator=generator)
+    expected = [stats.spearmanr(x.flatten().numpy(), y.flatten().numpy())[0] for x, y in zip(a, b)]
+    torch.testing.assert_close(_spearman(a, b), torch.tensor(expected, dtype=torch.float32))
