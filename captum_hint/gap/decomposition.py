@@ -10,7 +10,9 @@ Sec. 4.1): a map's mask is ``A_k >= map_threshold * max A_k``.
 
 Everything is batched: all images, and every decision of a level (all the
 nodes of that layer), go through one forward pass and one backward pass
-vectorized over the decisions (in blocks of ``max_decisions`` per image).
+vectorized over the decisions (in blocks of at most ``max_decisions`` (image,
+decision) rows); children are chosen block by block, so only the chosen
+candidates' maps are kept.
 """
 
 from __future__ import annotations
@@ -116,7 +118,8 @@ class HierarchicalDecomposition:
         input_shape: C x H x W of the images (for finding the stages).
         nms_iou: channels whose masks overlap with IoU above this are merged (0.9 in the paper).
         map_threshold: a map's mask is ``A >= map_threshold * max A``.
-        max_decisions: decisions per image propagated in one backward pass (bounds memory).
+        max_decisions: (image, decision) rows propagated in one backward pass; bounds memory
+            whatever the number of images and of decisions per image.
         progress: show a tqdm bar over levels.
 
     Attributes:
@@ -143,15 +146,24 @@ class HierarchicalDecomposition:
         self._modules = dict(model.named_modules())
 
     # ------------------------------------------------------------------ one level
-    def _propagate_features(self, images: Tensor, lower: int, upper: int, selectors: Tensor) -> Tensor:
-        """Activation maps N x S x K x H x W at ``layers[lower]`` for features of ``layers[upper]``."""
-        blocks = []
-        for start in range(0, selectors.shape[1], self.max_decisions):
-            gradients, features, _ = propagate_between(
-                self.model, images, self._modules[self.layers[lower]], self._modules[self.layers[upper]],
-                selectors[:, start : start + self.max_decisions])
-            blocks.append(gradients * features[:, None])
-        return torch.cat(blocks, 1)
+    def propagated_blocks(self, images: Tensor, lower: int, upper: int, selectors: Tensor):
+        """Activation maps at ``layers[lower]`` for features of ``layers[upper]``, block by block.
+
+        ``selectors`` is N x S x 3; yields ``(image_slice, decision_slice, maps)`` with maps shaped
+        (images in the slice) x (decisions in the slice) x K x H x W, at most ``max_decisions``
+        (image, decision) rows per backward pass, so memory does not grow with N or S.
+        """
+        n, s = selectors.shape[:2]
+        block = min(s, self.max_decisions)
+        rows = max(1, self.max_decisions // block)
+        lower_module, upper_module = self._modules[self.layers[lower]], self._modules[self.layers[upper]]
+        for first in range(0, n, rows):
+            images_part = slice(first, min(first + rows, n))
+            for start in range(0, s, block):
+                decisions = slice(start, min(start + block, s))
+                gradients, features, _ = propagate_between(self.model, images[images_part], lower_module,
+                                                           upper_module, selectors[images_part, decisions])
+                yield images_part, decisions, gradients * features[:, None]
 
     def _children(self, parent_maps: Tensor, layer: int, input_size: Tuple[int, int], top_k: int,
                   min_share: Optional[float]) -> List[List[EvidenceNode]]:
@@ -227,16 +239,20 @@ class HierarchicalDecomposition:
         for i, nodes in enumerate(per_image):
             selectors[i, : len(nodes)] = torch.tensor([[node.channel, *node.peak] for node in nodes])
         device = images.device
-        maps = self._propagate_features(images[torch.tensor(owners, device=device)], upper - 1, upper,
+        size = tuple(images.shape[-2:])
+        blocks = self.propagated_blocks(images[torch.tensor(owners, device=device)], upper - 1, upper,
                                         selectors.to(device))
-        flat = torch.cat([maps[i, : len(nodes)] for i, nodes in enumerate(per_image)])
-        children = iter(self._children(flat, upper - 1, tuple(images.shape[-2:]), top_k, min_share))
-        new_frontier = []
-        for owner, nodes in zip(owners, per_image):
-            for node in nodes:
-                node.children = next(children)
-                new_frontier.extend((owner, child) for child in node.children)
-        return new_frontier
+        for rows, decisions, maps in blocks:
+            # children are chosen block by block: only their candidates' maps are kept
+            slots = [(i, d) for i in range(rows.start, rows.stop)
+                     for d in range(decisions.start, min(decisions.stop, len(per_image[i])))]
+            if not slots:
+                continue
+            flat = torch.stack([maps[i - rows.start, d - decisions.start] for i, d in slots])
+            for (i, d), children in zip(slots, self._children(flat, upper - 1, size, top_k, min_share)):
+                per_image[i][d].children = children
+        return [(owner, child) for owner, nodes in zip(owners, per_image) for node in nodes
+                for child in node.children]
 
     def _attach(self, node: EvidenceNode, image: Tensor, min_share, target) -> None:
         """Let every node of a tree expand lazily (``node.expand(top_k)``)."""

@@ -310,14 +310,15 @@ def _kept_channels(decomposition: HierarchicalDecomposition, images: Tensor, tar
         peaks = peak_positions(upper_features.gather(
             1, order[..., None, None].expand(-1, -1, *upper_features.shape[-2:])))
         selectors = torch.cat([order[..., None], peaks], -1)
-        maps = decomposition._propagate_features(images, lower, lower + 1, selectors)
-        valid = torch.arange(slots, device=maps.device)[None] < counts[:, None]
-        picked = select_children(maps.flatten(0, 1), k, decomposition.nms_iou, decomposition.map_threshold)
-        chosen = picked.chosen & valid.flatten()[:, None]
-        kept = torch.zeros(maps.shape[0] * maps.shape[1], maps.shape[2], dtype=torch.bool, device=maps.device)
-        kept.scatter_(1, picked.channels, chosen)
-        kept = kept.view(maps.shape[0], maps.shape[1], -1).any(1)
-        features = layer_output(decomposition.model, decomposition._modules[decomposition.layers[lower]], images)
+        valid = torch.arange(slots, device=features.device)[None] < counts[:, None]
+        features = layer_output(decomposition.model, modules[layers[lower]], images)
+        kept = torch.zeros(features.shape[:2], dtype=torch.bool, device=features.device)
+        for rows, decisions, maps in decomposition.propagated_blocks(images, lower, lower + 1, selectors):
+            picked = select_children(maps.flatten(0, 1), k, decomposition.nms_iou, decomposition.map_threshold)
+            chosen = picked.chosen & valid[rows, decisions].flatten()[:, None]
+            block = torch.zeros(maps.shape[0] * maps.shape[1], maps.shape[2], dtype=torch.bool, device=maps.device)
+            block.scatter_(1, picked.channels, chosen)
+            kept[rows] |= block.view(maps.shape[0], maps.shape[1], -1).any(1)
         masks.append(kept)
     return masks[::-1]
 

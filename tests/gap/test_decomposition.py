@@ -166,3 +166,21 @@ def test_errors(x):
     with pytest.raises(ValueError, match="target: expected None"):
         decomposition.decompose(x, target=[0, 1, 2])
     assert isinstance(EvidenceNode("output", 0, 1.0).describe(), str)
+
+
+def test_blocks_bound_the_rows_per_pass_and_change_nothing(x):
+    net = TwoStageNet().eval()
+    wide = HierarchicalDecomposition(net, input_shape=(3, 8, 8), max_decisions=64).decompose(x, top_k=3)
+    narrow = HierarchicalDecomposition(net, input_shape=(3, 8, 8), max_decisions=1)
+    calls = []
+    original = narrow.propagated_blocks
+
+    def counting(images, lower, upper, selectors):
+        for rows, decisions, maps in original(images, lower, upper, selectors):
+            calls.append(maps.shape[0] * maps.shape[1])
+            yield rows, decisions, maps
+
+    narrow.propagated_blocks = counting
+    small = narrow.decompose(x, top_k=3)
+    assert calls and max(calls) == 1  # one (image, decision) row per backward pass
+    assert all(_close(a.to_dict(), b.to_dict()) for a, b in zip(wide, small))
