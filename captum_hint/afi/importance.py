@@ -224,13 +224,8 @@ def class_impression(occluder: GlobalFeatureOccluder, layer: LayerSpec, weights:
         for _ in range(steps):
             optimizer.zero_grad()
             valid = occlude(image, torch.zeros(()), occluder.valid_range)
-            captured = {}
-            handle = module.register_forward_hook(lambda m, args, output: captured.__setitem__("out", output))
-            try:
-                model(valid)
-            finally:
-                handle.remove()
-            activation = (captured["out"] * shaped.to(captured["out"].dtype)).sum(1).mean()
+            features = layer_output(model, module, valid, grad=True)
+            activation = (features * shaped.to(features.dtype)).sum(1).mean()
             tv = (valid[..., 1:, :] - valid[..., :-1, :]).abs().mean() + (valid[..., 1:] - valid[..., :-1]).abs().mean()
             (-activation + tv_weight * tv).backward()
             optimizer.step()

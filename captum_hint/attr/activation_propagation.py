@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import List, NamedTuple, Optional, Union
 
 import torch
-from captum._utils.common import _run_forward
+from captum._utils.common import _select_targets
 from captum._utils.gradient import compute_layer_gradients_and_eval
 from torch import Tensor, nn
 
@@ -189,24 +189,38 @@ def resolve_selector(selector: NeuronSelector, n: int, upper_features: Optional[
     )
 
 
-def layer_output(model: nn.Module, layer: nn.Module, inputs: Tensor) -> Tensor:
-    """The output of ``layer`` for ``inputs`` (no grad); the forward stops there."""
+def layer_output(model: nn.Module, layer: nn.Module, inputs: Tensor, layer_input: bool = False,
+                 grad: bool = False) -> Tensor:
+    """The output (or, with ``layer_input``, the first input) of ``layer`` for ``inputs``.
+
+    The forward stops as soon as the layer has run: nothing above it is computed.
+
+    Args:
+        model: the network.
+        layer: one of its modules.
+        inputs: N x C x H x W.
+        layer_input: return the layer's first input instead of its output.
+        grad: keep the autograd graph (e.g. to optimize the inputs); by default no gradients.
+
+    Returns:
+        The layer's output (or input) for the batch, e.g. N x K x h x w.
+    """
     captured = {}
 
     def stop(module, args, output):
-        captured["out"] = output
+        captured["out"] = args[0] if layer_input else output
         raise _StopForward
 
     handle = layer.register_forward_hook(stop)
     try:
-        with torch.no_grad():
+        with torch.set_grad_enabled(grad):
             model(inputs)
     except _StopForward:
         pass
     finally:
         handle.remove()
     if "out" not in captured:
-        raise ValueError("source_layer: it did not run in the model's forward pass")
+        raise ValueError("layer: it did not run in the model's forward pass")
     return captured["out"]
 
 
@@ -255,10 +269,15 @@ class LayerActivationPropagation(LayerSaliency):
             if source_layer is not None:
                 raise ValueError("source_layer: only used with a neuron_selector")
             forward, target = self._prepare(inputs, target)
+            recorded = {}
+
+            def recording(*args, **kwargs):  # keeps the scores of the one forward pass
+                recorded["scores"] = forward(*args, **kwargs)
+                return recorded["scores"]
+
             (gradients,), (features,) = compute_layer_gradients_and_eval(
-                forward, self.layer, inputs, target, additional_forward_args, device_ids=self.device_ids)
-            with torch.no_grad():
-                decisions = _run_forward(forward, inputs, target, additional_forward_args).reshape(len(inputs))
+                recording, self.layer, inputs, target, additional_forward_args, device_ids=self.device_ids)
+            decisions = _select_targets(recorded["scores"], target).detach().reshape(len(inputs))
             maps = (gradients * features).detach()
             return Propagation(maps, maps.mean((-2, -1)), peak_positions(maps), features.detach(), decisions)
         if target is not None:

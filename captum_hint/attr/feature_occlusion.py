@@ -23,7 +23,16 @@ __all__ = ["LayerFeatureOcclusion", "occlude"]
 
 
 def occlude(inputs: Tensor, delta: Tensor, valid_range: Optional[Tuple[Tensor, Tensor]] = None) -> Tensor:
-    """``x - delta``, clamped per channel into ``valid_range`` (low, high tensors of C values)."""
+    """``x - delta``, clamped per channel into ``valid_range``.
+
+    Args:
+        inputs: N x C x H x W.
+        delta: C x H x W (or N x C x H x W, or anything that broadcasts).
+        valid_range: (low, high), C values each; None: no clamping.
+
+    Returns:
+        N x C x H x W.
+    """
     occluded = inputs - delta.to(inputs.device, inputs.dtype)
     if valid_range is None:
         return occluded

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..attr._base import LayerSpec, check_image_batch, resolve_layer
+from ..attr.activation_propagation import layer_output
 from ..concepts.hierarchy import ConceptHierarchy
 from ..core.checks import check_finite, check_fraction
 from ..core.model_state import evaluation_mode
@@ -42,18 +43,7 @@ _REPRESENTATIONS = ("spatial", "pooled")
 def layer_representation(model: nn.Module, layer: nn.Module, images: Tensor, representation: str = "spatial",
                          use_layer_input: bool = False) -> Tensor:
     """``phi(x)``: N x D features of a layer's output (or input), flattened or pooled; no gradients."""
-    captured = {}
-
-    def keep(module, args, output):
-        captured["phi"] = args[0] if use_layer_input else output
-
-    handle = layer.register_forward_hook(keep)
-    try:
-        with torch.no_grad():
-            model(images)
-    finally:
-        handle.remove()
-    phi = captured["phi"]
+    phi = layer_output(model, layer, images, layer_input=use_layer_input)
     if not isinstance(phi, Tensor) or phi.dim() < 2:
         raise ValueError(f"layer: expected a tensor output with a batch dimension, got {type(phi).__name__}")
     if representation == "pooled" and phi.dim() > 2:
