@@ -157,13 +157,83 @@ CURATED = {
     "vehicles/race/indycar.png": "racer.n.02",
 }
 
+#: Objects outside the demo's animal and vehicle concepts (food, plants, tools,
+#: instruments, dishes, balls), pasted as distractors.
+DISTRACTORS = {
+    "food/fruit/Apricot_whole.png": "apricot.n.02",
+    "food/fruit/apple_fuji.png": "apple.n.01",
+    "food/fruit/apple_granny_smith.png": "granny_smith.n.01",
+    "food/fruit/apple_green.png": "apple.n.01",
+    "food/fruit/apple_red.png": "apple.n.01",
+    "food/fruit/avocado.png": "avocado.n.01",
+    "food/fruit/banana.png": "banana.n.02",
+    "food/fruit/cherimoya.png": "custard_apple.n.02",
+    "food/fruit/grapes.png": "grape.n.01",
+    "food/fruit/kiwi.png": "kiwi.n.03",
+    "food/fruit/lemon.png": "lemon.n.01",
+    "food/fruit/mandarine.png": "mandarin.n.05",
+    "food/fruit/mango.png": "mango.n.02",
+    "food/fruit/orange.png": "orange.n.01",
+    "food/fruit/pear.png": "pear.n.01",
+    "food/fruit/pineapple.png": "pineapple.n.02",
+    "food/fruit/pomegranate.png": "pomegranate.n.02",
+    "food/fruit/raspberry.png": "raspberry.n.02",
+    "food/fruit/strawberry.png": "strawberry.n.01",
+    "food/nuts/walnut.png": "walnut.n.01",
+    "food/vegetables/broccoli.png": "broccoli.n.02",
+    "food/vegetables/carrot.png": "carrot.n.03",
+    "food/vegetables/corn.png": "ear.n.05",
+    "food/vegetables/eggplant.png": "eggplant.n.01",
+    "food/vegetables/garlic.png": "garlic.n.02",
+    "food/vegetables/lettuce.png": "lettuce.n.03",
+    "food/vegetables/mushroom.png": "mushroom.n.05",
+    "food/vegetables/onion.png": "onion.n.03",
+    "food/vegetables/pepper.png": "sweet_pepper.n.02",
+    "food/vegetables/potato.png": "potato.n.01",
+    "food/vegetables/pumpkin_small.png": "pumpkin.n.02",
+    "food/vegetables/tomato.png": "tomato.n.01",
+    "food/vegetables/yellowpepper.png": "sweet_pepper.n.02",
+    "hobbies/music/wind/bassoon.png": "bassoon.n.01",
+    "hobbies/music/string/cello.png": "cello.n.01",
+    "hobbies/music/percussion/drum_tomtom_floor.png": "drum.n.01",
+    "hobbies/music/string/guitar_classical.png": "acoustic_guitar.n.01",
+    "hobbies/music/string/guitar_electric.png": "electric_guitar.n.01",
+    "hobbies/music/brass/trumpet.png": "cornet.n.01",
+    "hobbies/music/string/violin.png": "violin.n.01",
+    "household/dishes/glass.png": "glass.n.02",
+    "household/dishes/mug.png": "mug.n.04",
+    "household/dishes/pitcher_small.png": "pitcher.n.02",
+    "household/dishes/teapot.png": "teapot.n.01",
+    "household/tools/hammer.png": "hammer.n.02",
+    "household/tools/measuring_tape.png": "tape.n.04",
+    "household/tools/paintbrush_large.png": "paintbrush.n.01",
+    "household/tools/plyers.png": "pliers.n.01",
+    "household/tools/saw.png": "handsaw.n.01",
+    "household/tools/spade.png": "spade.n.02",
+    "household/tools/wrench.png": "wrench.n.03",
+    "plants/flowers/daffodil.png": "daffodil.n.01",
+    "plants/flowers/iris.png": "iris.n.01",
+    "plants/flowers/marigold.png": "marigold.n.01",
+    "plants/flowers/rose.png": "rose.n.01",
+    "plants/flowers/yellow-flower.png": "flower.n.01",
+    "plants/flowers/anemone_red.png": "anemone.n.01",
+    "plants/flowers/adeenia.png": "flower.n.01",
+    "plants/mushrooms/cep.png": "bolete.n.01",
+    "plants/trees/holm_oak.png": "holm_oak.n.02",
+    "plants/trees/pinecone.png": "pinecone.n.01",
+    "sports/basketball.png": "basketball.n.02",
+    "sports/soccer.png": "soccer_ball.n.01",
+    "sports/tennis_ball.png": "tennis_ball.n.01",
+    "sports/tennis_racket.png": "tennis_racket.n.01",
+}
+
 TARGET = Path(__file__).resolve().parents[1] / "captum_hint" / "datasets" / "stamps.json"
 
 if __name__ == "__main__":
     wordnet = load_wordnet()
     imagenet = ConceptHierarchy.imagenet()
     rows = []
-    for path, name in CURATED.items():
+    for path, name in {**CURATED, **DISTRACTORS}.items():
         synset = wordnet.synset(name)
         line = [synset] + sorted(synset.closure(lambda s: s.hypernyms()), key=lambda s: -s.min_depth())
         covering = next(s for s in line if s.name() in imagenet)

@@ -14,9 +14,8 @@ import argparse
 import json
 import math
 import sys
-import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional
 
 import torch
 from torch.utils.data import DataLoader
@@ -25,9 +24,6 @@ from ..concepts.wordnet import WordNetUnavailable
 from ..core.assets import DebianUnavailable
 from ..core.checks import check_fraction, check_number, check_positive_int
 
-DEMO_CONCEPTS = ["whole.n.02", "animal.n.01", "vertebrate.n.01", "mammal.n.01", "bird.n.01",
-                 "invertebrate.n.01", "artifact.n.01"]
-DEMO_EVALUATED = ["whole.n.02", "animal.n.01", "mammal.n.01", "bird.n.01", "artifact.n.01"]
 FRACTIONS = (0.1, 0.2, 0.4, 0.8)
 
 
@@ -90,153 +86,11 @@ def _samples(dataset, limit: Optional[int] = None) -> List[Dict]:
     return [dataset[i] for i in range(len(dataset) if limit is None else min(limit, len(dataset)))]
 
 
-def _localization_study(hint, spec, train_samples, test_samples, concepts, progress):
-    """The benchmark: Shapley at 10-80 %, and Shapley/|coef|/random/LayerConductance at 20 %, plus Grad-CAM."""
-    from ..evaluation import concept_ground_truth, conductance_ranking, evaluate_localization
-
-    conductance = {}
-    for concept in concepts:
-        keep, _, _ = concept_ground_truth(train_samples, hint.hierarchy.leaves_under(concept))
-        images = torch.stack([train_samples[i]["image"] for i in keep[:8]])
-        conductance[concept] = conductance_ranking(hint.model, hint.layer, images, hint.hierarchy.leaves_under(concept))
-    rows = evaluate_localization(hint, test_samples, concepts, FRACTIONS, {"shapley": "shapley"},
-                                 gradcam_layer=spec.gradcam_layer, progress=progress)
-    rows += evaluate_localization(hint, test_samples, concepts, (0.2,),
-                                  {"coef": "coef", "random": "random", "conductance": conductance}, progress=progress)
-    return rows
-
-
-def _mask_areas(hint, samples, lower: Sequence[str], higher: Sequence[str]) -> List[Dict]:
-    """Mask area of higher- vs lower-level concept maps on the same objects (20 % Shapley neurons)."""
-    from ..evaluation import concept_ground_truth, mask_area
-
-    rows = []
-    for concept in lower:
-        keep, _, _ = concept_ground_truth(samples, hint.hierarchy.leaves_under(concept))
-        if not keep:
-            continue
-        images = torch.stack([samples[i]["image"] for i in keep])
-        features = hint.layer_features(images)
-        row = {"objects": hint.hierarchy.label(concept), "images": len(keep),
-               "own concept": mask_area(hint.localize(images, concept, 0.2, features=features)).mean().item()}
-        for level in higher:
-            row[hint.hierarchy.label(level)] = mask_area(hint.localize(images, level, 0.2, features=features)).mean().item()
-        rows.append(row)
-    return rows
-
-
 def demo(args) -> int:
-    """The main job; writes the report folder ``args.out``."""
-    from ..datasets import StampScenes, collate_samples
-    from ..concepts import ConceptHierarchy
-    from ..hint import HINT
-    from ..datasets import load_model
-    from .report import plot_layer_f1, plot_overlays, write_report, write_scores_csv, wsol_table
+    """The main job; writes the report folder ``args.out`` (see :mod:`captum_hint.app.demo`)."""
+    from .demo import run_demo
 
-    started = time.time()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(args.seed)
-    _say(f"model {args.model}; fetching the stamp photos (Debian tuxpaint-stamps-default, cached)")
-    spec = load_model(args.model)
-    hierarchy = ConceptHierarchy.imagenet()
-    categories = ("animals", "vehicles")
-    train = StampScenes("train", args.train_scenes, objects=(1, 1), seed=args.seed, categories=categories)
-    test = StampScenes("test", args.test_scenes, objects=(1, 3), seed=args.seed + 1, categories=categories)
-    # Scenes are composited once and reused by every fit and the benchmark.
-    train_samples, test_samples = _samples(train), _samples(test)
-    loader = DataLoader(train_samples, batch_size=16, collate_fn=collate_samples)
-    _say(f"{len(train)} training scenes from {len(train.stamps)} stamps, {len(test)} test scenes "
-         f"from {len(test.stamps)} other stamps")
-
-    train_labels = torch.tensor([sample["label"] for sample in train_samples])
-    concepts = [c for c in DEMO_CONCEPTS if torch.isin(train_labels, torch.tensor(hierarchy.leaves_under(c))).sum() >= 2]
-    dropped = sorted(set(DEMO_CONCEPTS) - set(concepts))
-    if dropped:
-        _say(f"too few training scenes (< 2) for {', '.join(dropped)}: left out of the concept set")
-    evaluated = [c for c in DEMO_EVALUATED if c in concepts]
-    saliency_kwargs = {"n_samples": args.smoothgrad_samples} if args.saliency == "smoothgrad" else {}
-    _say(f"HINT on {spec.layer} with {args.saliency} saliency, concept-score targets")
-    hint = HINT(spec.model, spec.layer, hierarchy, concepts, saliency=args.saliency,
-                saliency_kwargs=saliency_kwargs, seed=args.seed)
-    hint.fit(loader)
-    hint.save(out / "hint")
-    write_scores_csv(hint, out / "scores.csv")
-    f1 = {c: float(v) for c, v in zip(hint.concepts, hint.f1_)}
-    _say("F1: " + ", ".join(f"{hierarchy.label(c)} {v:.2f}" for c, v in f1.items()))
-
-    _say(f"F1 across layers {', '.join(spec.layers)} (gradient saliency, class target)")
-    layer_f1 = {}
-    for layer in spec.layers:
-        sweep = HINT(spec.model, layer, hierarchy, [c for c in ("animal.n.01", "mammal.n.01", "bird.n.01") if c in concepts],
-                     saliency="gradient",
-                     saliency_target="leaf", shapley_kwargs={"n_permutations": 1}, n_regions=32, seed=args.seed,
-                     progress=False)
-        sweep.fit(loader)
-        layer_f1[layer] = {hierarchy.label(c): float(v) for c, v in zip(sweep.concepts, sweep.f1_)}
-    plot_layer_f1(layer_f1, out / "layer_f1.png")
-
-    _say("localization benchmark on the test scenes")
-    rows = _localization_study(hint, spec, train_samples, test_samples, evaluated, True)
-    table = wsol_table(rows)
-    areas = _mask_areas(hint, test_samples, [c for c in ("mammal.n.01", "bird.n.01") if c in concepts],
-                        [c for c in ("animal.n.01", "whole.n.02") if c in concepts])
-
-    _say("figures")
-    hint.plot_associations(n=8).figure.savefig(out / "associations.png", dpi=90, bbox_inches="tight")
-    hint.hierarchy.plot(concepts).figure.savefig(out / "hierarchy.png", dpi=90, bbox_inches="tight")
-    from ..evaluation import concept_ground_truth, gradcam_maps
-
-    keep, masks, _ = concept_ground_truth(test_samples, hierarchy.leaves_under("animal.n.01"))
-    keep, masks = keep[:5], torch.stack(masks[:5])
-    images = torch.stack([test_samples[i]["image"] for i in keep])
-    columns = {f"HINT {hierarchy.label(c)} (20 %)": hint.localize(images, c, 0.2) for c in
-               ["whole.n.02", "animal.n.01", "mammal.n.01", "bird.n.01"] if c in concepts}
-    columns["Grad-CAM animal"] = gradcam_maps(spec.model, spec.gradcam_layer, images, hierarchy.leaves_under("animal.n.01"))
-    from ..evaluation import normalize_maps
-
-    columns = {k: normalize_maps(v.detach()) for k, v in columns.items()}
-    plot_overlays(spec.denormalize(images), columns, masks, out / "overlays.png")
-
-    seconds = time.time() - started
-    summary = {
-        "model": spec.name, "layer": spec.layer, "concepts": concepts, "concepts_left_out": dropped, "train_scenes": len(train),
-        "test_scenes": len(test), "f1": f1, "layer_f1": layer_f1, "wsol": table, "wsol_per_concept": rows,
-        "mask_area": areas, "seconds": seconds,
-        "top_neurons": {c: hint.top_neurons(c, 5).indices.tolist() for c in concepts},
-        "multimodal_neurons": {str(k): v for k, v in list(hint.multimodal_neurons(n=8).items())[:10]},
-    }
-    metric_columns = ["method", "fraction", "concepts", "loc_acc_gt_known", "loc_acc_top1", "pointing_game",
-                      "mask_coverage", "mask_iou", "energy_pointing", "mask_area"]
-    sections = [
-        {"title": "Set-up", "text": (
-            f"Model <b>{spec.name}</b> (ImageNet weights), layer <code>{spec.layer}</code>, {args.saliency} "
-            f"saliency with the concept score as target, aggregation L2, t = 0.5. "
-            f"{len(train)} training scenes (one real stamp photo on a real background), {len(test)} test scenes "
-            f"(1–3 stamps, stamps unseen in training, exact masks). Run time {seconds / 60:.1f} min.")},
-        {"title": "Concept hierarchy and classifier F1", "image": "hierarchy.png",
-         "table": ([{"concept": hierarchy.label(c), "leaves": len(hierarchy.leaves_under(c)), "F1": v}
-                    for c, v in f1.items()], ["concept", "leaves", "F1"])},
-        {"title": "Neurons and concepts (Shapley values)", "image": "associations.png",
-         "text": "Top neurons per concept; link width is the neuron's Shapley value for the concept classifier."},
-        {"title": "Localization at several concept levels", "image": "overlays.png",
-         "text": "Concept classifiers on the top 20 % neurons, applied at every position; Grad-CAM for comparison."},
-        {"title": "Weakly supervised localization (mean over concepts)",
-         "text": "HINT (ranking) keeps the top fraction of neurons by that ranking and retrains the concept "
-                 "classifier on them. GT-known: IoU ≥ 0.5 with a box of the concept; top-1 also needs the model's "
-                 "top-1 class under the concept. Pointing game: the map's maximum in the mask. Mask coverage is "
-                 "the HINT paper's 'pointing game' (|mask ∩ GT| / |GT|). Maps are min-max scaled, threshold 0.5.",
-         "table": (table, metric_columns)},
-        {"title": "Mask area: higher- vs lower-level concept classifiers on the same objects",
-         "table": (areas, list(areas[0]) if areas else [])},
-        {"title": "F1 across layers", "image": "layer_f1.png",
-         "table": ([{"layer": layer, **values} for layer, values in layer_f1.items()],
-                   ["layer", *next(iter(layer_f1.values()))])},
-        {"title": "Per concept", "table": (rows, ["concept", "images", *[c for c in metric_columns if c != "concepts"]])},
-    ]
-    index = write_report(out, "captum_hint demo: HINT on EfficientNet-Lite0", summary, sections)
-    _say(f"report: {index} ({seconds / 60:.1f} min)")
-    return 0
+    return run_demo(args)
 
 
 def run(args) -> int:
@@ -270,14 +124,14 @@ def evaluate(args) -> int:
     """Localization of a saved HINT on a data set; writes metrics.json (and prints the table)."""
     from ..datasets import CUB200, VOC2007, ImageNetBoxes, StampScenes
     from ..hint import HINT
-    from ..evaluation import evaluate_localization
+    from ..evaluation import evaluate_localization, localization_table, summarize_record
     from ..datasets import load_model
-    from .report import wsol_table
+    from .demo import DEMO_SCENES
 
     spec = load_model(args.model, None if args.weights == "none" else args.weights)
     hint = HINT.load(args.hint, spec.model)
     if args.data == "stamps":
-        dataset = StampScenes("test", args.limit or 48, seed=args.seed + 1, categories=("animals", "vehicles"))
+        dataset = StampScenes("test", args.limit or 48, seed=args.seed + 1, **DEMO_SCENES)
     elif args.data == "imagenet":
         dataset = ImageNetBoxes(args.root, spec.wnids, size=spec.input_size)
     elif args.data == "cub":
@@ -287,14 +141,17 @@ def evaluate(args) -> int:
     samples = _samples(dataset, args.limit)
     rows = evaluate_localization(hint, samples, args.concepts or hint.concepts, args.fractions,
                                  {r: r for r in args.rankings}, gradcam_layer=spec.gradcam_layer, progress=True)
-    table = wsol_table(rows)
+    table = localization_table(rows, seed=args.seed)
+    per_concept = [{"method": r["method"], "fraction": r["fraction"], "concept": r["concept"], "images": r["images"],
+                    **summarize_record(r["record"], args.seed)} for r in rows]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps({"wsol": table, "per_concept": rows}, indent=1, default=float) + "\n")
+    (out / "metrics.json").write_text(json.dumps({"wsol": table, "per_concept": per_concept}, indent=1, default=float) + "\n")
     for row in table:
-        print(f"{row['method']:<16} {row['fraction'] if not math.isnan(row['fraction']) else '':>5} "
-              f"GT-known {row['loc_acc_gt_known']:.3f}  pointing {row.get('pointing_game', math.nan):.3f}  "
-              f"mask IoU {row.get('mask_iou', math.nan):.3f}")
+        shown = "  ".join(f"{name} {row[key]:.3f} [{row[key + '_low']:.3f}, {row[key + '_high']:.3f}]"
+                          for key, name in (("maxboxacc_v2", "MaxBoxAccV2"), ("pxap", "PxAP"),
+                                            ("pointing_15px", "pointing 15px")) if key in row)
+        print(f"{row['method']:<18} {row['fraction'] if not math.isnan(row['fraction']) else '':>5} {shown}")
     return 0
 
 
@@ -530,8 +387,10 @@ def build_parser() -> argparse.ArgumentParser:
                                         "stamp scenes (real photos, exact masks), and writes a report folder.")
     d.add_argument("--out", default="hint-report", help="report folder to write (default: hint-report)")
     d.add_argument("--model", default="efficientnet-lite0", help="model name (default: efficientnet-lite0)")
-    d.add_argument("--train-scenes", type=_count, default=96, help="training scenes, one object each (default: 96)")
-    d.add_argument("--test-scenes", type=_count, default=48, help="test scenes, 1-3 unseen objects each (default: 48)")
+    d.add_argument("--train-scenes", type=_count, default=384,
+                   help="training scenes, one animal or vehicle and 0-2 distractors each (default: 384)")
+    d.add_argument("--test-scenes", type=_count, default=96,
+                   help="test scenes, 1-3 unseen objects and 0-2 distractors each (default: 96)")
     d.add_argument("--saliency", default="gradient", help="layer saliency: gradient (default; fastest on a CPU), "
                    "smoothgrad (the paper's default), gradient_x_input, integrated_gradients, guided_backprop")
     d.add_argument("--smoothgrad-samples", type=_count, default=4, help="noisy copies per SmoothGrad map (default: 4)")

@@ -19,9 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from torch import Tensor  # noqa: E402
 
-__all__ = ["write_scores_csv", "plot_overlays", "plot_layer_f1", "wsol_table", "write_report"]
-
-METRICS = ["loc_acc_gt_known", "loc_acc_top1", "pointing_game", "mask_coverage", "mask_iou", "energy_pointing", "mask_area"]
+__all__ = ["write_scores_csv", "plot_overlays", "plot_layer_f1", "write_report"]
 
 
 def write_scores_csv(hint, path: Path) -> None:
@@ -71,23 +69,6 @@ def plot_layer_f1(layer_f1: Dict[str, Dict[str, float]], path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=90)
     plt.close(figure)
-
-
-def _mean(rows: List[Dict], key: str) -> float:
-    values = [r[key] for r in rows if key in r and not math.isnan(r[key])]
-    return sum(values) / len(values) if values else math.nan
-
-
-def wsol_table(rows: List[Dict]) -> List[Dict]:
-    """Rows averaged over concepts, one per (method, fraction)."""
-    groups: Dict[tuple, List[Dict]] = {}
-    for row in rows:
-        groups.setdefault((row["method"], row["fraction"]), []).append(row)
-    table = []
-    for (method, fraction), members in groups.items():
-        table.append({"method": method, "fraction": fraction, "concepts": len(members),
-                      **{m: _mean(members, m) for m in METRICS}})
-    return table
 
 
 def _html_table(rows: List[Dict], columns: Sequence[str]) -> str:

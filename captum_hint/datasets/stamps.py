@@ -1,5 +1,5 @@
 """Stamp scenes: real cut-out photographs (Debian's ``tuxpaint-stamps-default``)
-pasted on real background photos, with exact masks and boxes.
+blended into photographed textures, with distractor objects, exact masks and boxes.
 
 Stamps whose synset is not an ImageNet class get the first ImageNet class
 under the nearest concept of the ImageNet hierarchy that covers them, so
@@ -17,16 +17,19 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageFilter
 from torch.utils.data import Dataset
 
 from ..core.assets import cache_dir, download_and_unpack
 from ..core.boxes import masks_to_boxes
+from ..core.checks import check_number
 from .samples import MEAN, STD, to_input
 
-__all__ = ["StampScenes", "fetch_stamps", "stamp_table"]
+__all__ = ["StampScenes", "fetch_stamps", "stamp_table", "DISTRACTOR_CATEGORIES"]
 
 STAMP_PACKAGE = "tuxpaint-stamps-default"
+#: Stamp folders outside the animal and vehicle concepts: food, plants, tools, dishes, instruments, balls.
+DISTRACTOR_CATEGORIES = ("food", "plants", "household", "hobbies", "sports")
 
 
 def stamp_table() -> List[Dict]:
@@ -54,31 +57,52 @@ def fetch_stamps(root: Optional[Path] = None) -> Path:
 
 
 def _backgrounds() -> List[np.ndarray]:
-    """Real background photos bundled with scikit-image and scikit-learn."""
-    from skimage import data
-    from sklearn.datasets import load_sample_images
+    """Photographed textures bundled with scikit-image (grass, gravel, brick, moon surface), grey.
 
-    pictures = [data.grass(), data.gravel(), data.brick()] + list(load_sample_images().images)
-    return [np.stack([p] * 3, -1) if p.ndim == 2 else p[..., :3] for p in pictures]
+    Photos of places (scikit-learn's palace and flower) are left out: their
+    own ImageNet content outweighed the pasted objects in the model's output.
+    """
+    from skimage import data
+
+    return [data.grass(), data.gravel(), data.brick(), data.moon()]
+
+
+def _feathered(alpha: Image.Image, radius: float) -> Image.Image:
+    """The alpha channel blurred at the edge only (an opaque interior stays opaque)."""
+    return alpha.filter(ImageFilter.GaussianBlur(radius)) if radius > 0 else alpha
 
 
 class StampScenes(Dataset):
-    """Scenes of real cut-out photographs on real backgrounds, with exact masks.
+    """Scenes of real cut-out photographs blended into photographed textures, with exact masks.
 
-    Each scene pastes ``objects`` (1 to 3 by default) stamps at random scale
-    and position onto a random crop of a background photo (stamps drawn so
-    that each top-level category, such as animals or vehicles, is equally likely); later stamps
-    occlude earlier ones and the masks account for it. The ``label`` is the
-    largest visible object's class. Deterministic for ``seed``; the split is
-    by stamp (``split_seed``), so no stamp appears in both ``train`` and ``test``.
+    Each scene tints a random crop of a texture photo, pastes ``distractors``
+    stamps (objects outside the main categories: fruit, tools, flowers, ...),
+    then ``objects`` main stamps (1 to 3 by default), each at random scale,
+    position and horizontal flip, drawn so that each top-level category
+    (animals, vehicles) is equally likely. Stamps are blended: their alpha
+    is feathered and their brightness moved halfway to the background's, so
+    that a pasted edge or a brightness jump is not itself a cue. Later
+    stamps occlude earlier ones and the masks account for it (a pixel
+    belongs to an object where its feathered alpha exceeds 1/2).
+
+    ``label`` is the largest visible main object's class; ``labels``,
+    ``masks`` and ``boxes`` cover every visible object, distractors
+    included. Deterministic for ``seed``; the split is by stamp
+    (``split_seed``), so no stamp appears in both ``train`` and ``test``.
 
     Args:
         split: ``"train"`` or ``"test"``.
         n_scenes: number of scenes.
-        objects: ``(min, max)`` stamps per scene.
+        objects: ``(min, max)`` main stamps per scene.
         size: image side S.
-        categories: keep stamps whose path starts with one of these
-            (e.g. ``("animals/mammals", "vehicles")``); default all.
+        categories: main stamps are those whose path starts with one of
+            these (e.g. ``("animals/mammals", "vehicles")``); default all
+            but the distractors.
+        distractors: path prefixes of the distractor stamps, e.g.
+            :data:`DISTRACTOR_CATEGORIES` (default none).
+        n_distractors: ``(min, max)`` distractor stamps per scene.
+        scale: ``(min, max)`` of an object's longest side, as a share of S.
+        feather: blur radius of the alpha edge in pixels (0: hard paste).
         test_fraction: share of each category's stamps in the test split.
         root: stamp folder (default: fetched with :func:`fetch_stamps`).
         mean, std: input normalization.
@@ -86,23 +110,41 @@ class StampScenes(Dataset):
 
     def __init__(self, split: str = "train", n_scenes: int = 100, objects: Tuple[int, int] = (1, 3),
                  size: int = 224, seed: int = 0, split_seed: int = 0, categories: Optional[Sequence[str]] = None,
-                 test_fraction: float = 0.3, root: Optional[Path] = None, mean=MEAN, std=STD):
+                 distractors: Sequence[str] = (), n_distractors: Tuple[int, int] = (0, 2),
+                 scale: Tuple[float, float] = (0.35, 0.65), feather: float = 1.5, test_fraction: float = 0.3,
+                 root: Optional[Path] = None, mean=MEAN, std=STD):
         if split not in ("train", "test"):
             raise ValueError(f"split: expected 'train' or 'test', got {split!r}")
         if not 1 <= objects[0] <= objects[1]:
             raise ValueError(f"objects: expected (min, max) with 1 <= min <= max, got {objects}")
+        if not 0 <= n_distractors[0] <= n_distractors[1]:
+            raise ValueError(f"n_distractors: expected (min, max) with 0 <= min <= max, got {n_distractors}")
+        if not 0 < scale[0] <= scale[1] <= 1:
+            raise ValueError(f"scale: expected (min, max) with 0 < min <= max <= 1, got {scale}")
+        check_number("feather", feather, low=0.0)
         self.split, self.n_scenes, self.objects, self.size = split, n_scenes, objects, size
+        self.n_distractors, self.scale, self.feather = n_distractors, scale, feather
         self.seed, self.mean, self.std = seed, mean, std
         self.root = fetch_stamps(root)
-        rows = [r for r in stamp_table() if categories is None or r["path"].startswith(tuple(categories))]
-        if not rows:
-            raise ValueError(f"categories: no stamp matches {categories}")
-        self.stamps = self._split(rows, split, split_seed, test_fraction)
+        table = stamp_table()
+        others = [r for r in table if r["path"].startswith(tuple(distractors))] if distractors else []
+        if distractors and not others:
+            raise ValueError(f"distractors: no stamp matches {distractors}")
+        main = [r for r in table if (categories is None or r["path"].startswith(tuple(categories))) and r not in others]
+        if not main:
+            raise ValueError(f"categories: no stamp matches {categories} outside the distractors")
+        self.stamps = self._split(main, split, split_seed, test_fraction)
+        self.distractor_stamps = self._split(others, split, split_seed, test_fraction) if others else []
         # Each top-level category (animals, vehicles, ...) is drawn equally often.
-        top = [r["path"].split("/")[0] for r in self.stamps]
-        self._weights = np.array([1.0 / top.count(t) for t in top]) / len(set(top))
+        self._weights = self._category_weights(self.stamps)
+        self._distractor_weights = self._category_weights(self.distractor_stamps)
         self._cutouts: Dict[str, Image.Image] = {}
         self._backgrounds = _backgrounds()
+
+    @staticmethod
+    def _category_weights(rows: List[Dict]) -> np.ndarray:
+        top = [r["path"].split("/")[0] for r in rows]
+        return np.array([1.0 / top.count(t) for t in top]) / max(1, len(set(top)))
 
     @staticmethod
     def _split(rows, split, split_seed, test_fraction):
@@ -127,42 +169,66 @@ class StampScenes(Dataset):
             self._cutouts[path] = Image.open(self.root / path).convert("RGBA")
         return self._cutouts[path]
 
+    def _background(self, rng: np.random.Generator) -> Image.Image:
+        texture = self._backgrounds[rng.integers(len(self._backgrounds))]
+        side = int(min(texture.shape[:2]) * rng.uniform(0.4, 1.0))
+        top = rng.integers(texture.shape[0] - side + 1)
+        left = rng.integers(texture.shape[1] - side + 1)
+        crop = texture[top : top + side, left : left + side].astype(np.float32)[..., None]
+        tint = rng.uniform(0.55, 1.15, size=3) * rng.uniform(0.7, 1.2)  # colour and brightness
+        pixels = np.clip(crop * tint, 0, 255).astype(np.uint8)
+        return Image.fromarray(pixels).resize((self.size, self.size)).convert("RGBA")
+
+    def _paste(self, canvas: Image.Image, stamp: Image.Image, longest: float, rng: np.random.Generator):
+        """(canvas with the stamp blended in, the stamp's mask)."""
+        size = self.size
+        scale = longest / max(stamp.size)
+        cutout = stamp.resize((max(1, round(stamp.width * scale)), max(1, round(stamp.height * scale))), Image.BILINEAR)
+        if rng.random() < 0.5:
+            cutout = cutout.transpose(Image.FLIP_LEFT_RIGHT)
+        x = int(rng.integers(0, size - cutout.width + 1))
+        y = int(rng.integers(0, size - cutout.height + 1))
+        layer = Image.new("RGBA", (size, size))
+        layer.paste(cutout, (x, y))
+        alpha = np.array(_feathered(layer.split()[3], self.feather))
+        rgb = np.array(layer.convert("RGB"), dtype=np.float32)
+        below = np.array(canvas.convert("RGB"), dtype=np.float32)
+        inside = alpha > 127
+        if inside.any():  # brightness halfway to the background's under the object
+            gain = np.sqrt((below[inside].mean() + 1) / (rgb[inside].mean() + 1))
+            rgb = np.clip(rgb * np.clip(gain, 0.7, 1.4), 0, 255)
+        weight = alpha[..., None].astype(np.float32) / 255
+        blended = (rgb * weight + below * (1 - weight)).astype(np.uint8)
+        return Image.fromarray(blended).convert("RGBA"), torch.from_numpy(inside)
+
     def __getitem__(self, index: int) -> Dict:
         if not 0 <= index < self.n_scenes:
             raise IndexError(index)
         rng = np.random.default_rng([self.seed, index, self.split == "test"])
-        size = self.size
-        background = self._backgrounds[rng.integers(len(self._backgrounds))]
-        side = int(min(background.shape[:2]) * rng.uniform(0.5, 1.0))
-        top = rng.integers(background.shape[0] - side + 1)
-        left = rng.integers(background.shape[1] - side + 1)
-        canvas = Image.fromarray(background[top : top + side, left : left + side]).resize((size, size)).convert("RGBA")
+        canvas = self._background(rng)
         n_objects = int(rng.integers(self.objects[0], self.objects[1] + 1))
         picks = rng.choice(len(self.stamps), size=min(n_objects, len(self.stamps)), replace=False, p=self._weights)
-        masks, labels = [], []
-        for pick in picks:
-            stamp = self._cutout(self.stamps[pick]["path"])
-            longest = size * rng.uniform(0.35, 0.65) * (0.8 if n_objects > 1 else 1.0)
-            scale = longest / max(stamp.size)
-            cutout = stamp.resize((max(1, round(stamp.width * scale)), max(1, round(stamp.height * scale))), Image.BILINEAR)
-            x = int(rng.integers(0, size - cutout.width + 1))
-            y = int(rng.integers(0, size - cutout.height + 1))
-            layer = Image.new("RGBA", (size, size))
-            layer.paste(cutout, (x, y))
-            canvas = Image.alpha_composite(canvas, layer)
-            mask = torch.from_numpy(np.array(layer.split()[3]) > 127)
+        n_extra = int(rng.integers(self.n_distractors[0], self.n_distractors[1] + 1)) if self.distractor_stamps else 0
+        extra = rng.choice(len(self.distractor_stamps), size=min(n_extra, len(self.distractor_stamps)), replace=False,
+                           p=self._distractor_weights) if n_extra else []
+        placed = [(self.distractor_stamps[i], False) for i in extra] + [(self.stamps[i], True) for i in picks]
+        masks, labels, is_main = [], [], []
+        crowd = 0.8 if len(placed) > 1 else 1.0
+        for row, main in placed:  # distractors first: main objects are never hidden by them
+            longest = self.size * rng.uniform(*self.scale) * crowd * (1.0 if main else 0.6)
+            canvas, mask = self._paste(canvas, self._cutout(row["path"]), longest, rng)
             masks = [m & ~mask for m in masks] + [mask]
-            labels.append(self.stamps[pick]["label"])
+            labels.append(row["label"])
+            is_main.append(main)
         visible = [i for i, m in enumerate(masks) if m.any()]
         masks = torch.stack([masks[i] for i in visible])
+        main_area = torch.tensor([float(masks[j].sum()) if is_main[i] else -1.0 for j, i in enumerate(visible)])
         labels = torch.tensor([labels[i] for i in visible])
         pixels = np.array(canvas.convert("RGB"))
         return {
-            "image": to_input(pixels, size, self.mean, self.std),
-            "label": int(labels[masks.flatten(1).sum(1).argmax()]),
+            "image": to_input(pixels, self.size, self.mean, self.std),
+            "label": int(labels[main_area.argmax()]),
             "boxes": masks_to_boxes(masks),
             "masks": masks,
             "labels": labels,
         }
-
-

@@ -1,23 +1,45 @@
-"""Evaluation: localization metrics, Captum baselines, and the WSOL benchmark."""
+"""Evaluation: localization metrics, baselines, bootstrap intervals, and the WSOL benchmark."""
 
-from .baselines import conductance_ranking, gradcam_maps
-from .benchmark import concept_ground_truth, evaluate_localization
-from .statistics import bootstrap_mean
-from .metrics import (energy_pointing_game, localization_hits, map_to_boxes, mask_area, mask_coverage, mask_iou,
-                      normalize_maps, pointing_game)
+from .baselines import center_gaussian_maps, conductance_ranking, full_image_maps, gradcam_maps, netdissect_ranking
+from .benchmark import (METRIC_NAMES, compare_records, concept_ground_truth, evaluate_localization, localization_record,
+                        localization_table, merge_records, other_objects, summarize_record)
+from .metrics import (WSOL_THRESHOLDS, box_hits_over_thresholds, boxes_to_masks, energy_pointing_game,
+                      localization_hits, map_to_boxes, mask_area, mask_coverage, mask_iou, mass_share,
+                      max_box_accuracy, normalize_maps, pixel_average_precision, pixel_histograms, pointing_game)
+from .statistics import bootstrap_mean, bootstrap_statistic, bootstrap_weights, paired_bootstrap_mean
 
 __all__ = [
+    "METRIC_NAMES",
+    "WSOL_THRESHOLDS",
     "bootstrap_mean",
+    "bootstrap_statistic",
+    "bootstrap_weights",
+    "box_hits_over_thresholds",
+    "boxes_to_masks",
+    "center_gaussian_maps",
+    "compare_records",
     "concept_ground_truth",
     "conductance_ranking",
     "energy_pointing_game",
     "evaluate_localization",
+    "full_image_maps",
     "gradcam_maps",
     "localization_hits",
+    "localization_record",
+    "localization_table",
     "map_to_boxes",
     "mask_area",
     "mask_coverage",
     "mask_iou",
+    "mass_share",
+    "max_box_accuracy",
+    "merge_records",
+    "netdissect_ranking",
     "normalize_maps",
+    "other_objects",
+    "paired_bootstrap_mean",
+    "pixel_average_precision",
+    "pixel_histograms",
     "pointing_game",
+    "summarize_record",
 ]

@@ -1,22 +1,35 @@
-"""Baselines that HINT's localization and neuron rankings are compared with, from Captum.
+"""Baselines that HINT's localization and neuron rankings are compared with.
+
+Maps:
 
 * :func:`gradcam_maps`: Captum's ``LayerGradCam`` on a concept's score;
-* :func:`conductance_ranking`: Captum's ``LayerConductance`` as a neuron ranking.
+* :func:`center_gaussian_maps`: a Gaussian at the image centre, the trivial
+  map every method must beat (objects tend to sit near the centre);
+* :func:`full_image_maps`: a constant map, whose box is the whole image.
+
+Neuron rankings:
+
+* :func:`conductance_ranking`: Captum's ``LayerConductance``;
+* :func:`netdissect_ranking`: NetDissect's unit-concept IoU (Bau et al.,
+  "Network Dissection", CVPR 2017).
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+import math
+from typing import Iterable, Sequence
 
+import torch
+import torch.nn.functional as F
 from captum.attr import LayerAttribution, LayerConductance, LayerGradCam
 from torch import Tensor, nn
 
 from ..attr._base import resolve_layer
 from ..concepts.scores import ConceptScore
-from ..core.checks import check_positive_int
+from ..core.checks import check_fraction, check_number, check_positive_int
 from ..core.model_state import evaluation_mode
 
-__all__ = ["gradcam_maps", "conductance_ranking"]
+__all__ = ["gradcam_maps", "center_gaussian_maps", "full_image_maps", "conductance_ranking", "netdissect_ranking"]
 
 
 def gradcam_maps(model: nn.Module, layer, images: Tensor, leaves: Sequence[int], size=None) -> Tensor:
@@ -31,11 +44,32 @@ def gradcam_maps(model: nn.Module, layer, images: Tensor, leaves: Sequence[int],
     return LayerAttribution.interpolate(maps.detach(), tuple(size or images.shape[-2:]), "bilinear")
 
 
+def center_gaussian_maps(n: int, size: Sequence[int], sigma: float = 0.25) -> Tensor:
+    """N x 1 x H x W copies of a Gaussian centred on the image, ``sigma`` in units of the side."""
+    check_positive_int("n", n)
+    check_number("sigma", sigma, low=0.0, low_open=True)
+    height, width = size
+    ys = (torch.arange(height) + 0.5) / height - 0.5
+    xs = (torch.arange(width) + 0.5) / width - 0.5
+    bump = torch.exp(-(ys[:, None] ** 2 + xs[None] ** 2) / (2 * sigma**2))
+    return bump.expand(n, 1, height, width).clone()
+
+
+def full_image_maps(n: int, size: Sequence[int]) -> Tensor:
+    """N x 1 x H x W constant maps: every metric treats them as "the whole image"."""
+    check_positive_int("n", n)
+    return torch.ones(n, 1, *size)
+
+
 def conductance_ranking(model: nn.Module, layer, images: Tensor, leaves: Sequence[int], n_steps: int = 8,
                         batch_size: int = 8) -> Tensor:
     """A neuron ranking from Captum's ``LayerConductance`` for a concept: D scores.
 
-    Conductance of each channel, summed over positions and averaged over the images.
+    Conductance of each channel, summed over positions and averaged over the
+    images; ``batch_size`` images per call, their ``n_steps`` points two at a
+    time (Captum's ``internal_batch_size``, which must hold two steps for
+    conductance's finite differences), which bounds memory and is faster on
+    a CPU than one wide batch.
     """
     check_positive_int("n_steps", n_steps)
     check_positive_int("batch_size", batch_size)
@@ -43,7 +77,64 @@ def conductance_ranking(model: nn.Module, layer, images: Tensor, leaves: Sequenc
     total = None
     with evaluation_mode(model, "conductance_ranking"):
         for start in range(0, len(images), batch_size):
-            conductance = method.attribute(images[start : start + batch_size], target=0, n_steps=n_steps)
+            chunk = images[start : start + batch_size]
+            conductance = method.attribute(chunk, target=0, n_steps=n_steps, internal_batch_size=2 * len(chunk))
             summed = conductance.detach().sum(dim=(2, 3)).sum(0)
             total = summed if total is None else total + summed
     return (total / len(images)).cpu()
+
+
+def netdissect_ranking(model: nn.Module, layer, batches: Iterable, quantile: float = 0.005, resolution: int = 56,
+                       sample_cap: int = 200_000, seed: int = 0, device=None) -> Tensor:
+    """NetDissect's IoU of every unit with a concept: D scores (Bau et al., CVPR 2017, Sec. 2.2).
+
+    Each unit's threshold ``T_k`` is the activation exceeded with probability
+    ``quantile`` (0.005) over all positions of the data; its mask on an image
+    is the activation map, upsampled bilinearly to the masks' grid, above
+    ``T_k``; the score is ``Σ|M_k ∩ L_c| / Σ|M_k ∪ L_c|`` summed over the data.
+
+    Two streamed passes over ``batches`` (an iterable of ``(images N x 3 x
+    H x W, concept masks N x H x W bool)`` that can be iterated twice). The
+    thresholds come from a uniform sample of at most ``sample_cap``
+    positions (seeded), so memory does not grow with the data.
+    Masks are compared at ``resolution`` x ``resolution`` (max-pooled GT).
+    """
+    check_fraction("quantile", quantile, allow_one=False)
+    check_positive_int("resolution", resolution)
+    check_positive_int("sample_cap", sample_cap)
+    module = resolve_layer(model, layer)
+    generator = torch.Generator().manual_seed(seed)
+
+    def activations(images: Tensor) -> Tensor:
+        captured = {}
+        handle = module.register_forward_hook(lambda m, i, o: captured.__setitem__("z", o.detach()))
+        try:
+            with torch.no_grad():
+                model(images.to(device) if device is not None else images)
+        finally:
+            handle.remove()
+        return captured["z"].float().cpu()
+
+    with evaluation_mode(model, "netdissect_ranking"):
+        sample = None
+        for images, _ in batches:
+            z = activations(images)
+            positions = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])
+            # reservoir by random keys: keep the cap rows with the smallest keys seen so far
+            keys = torch.rand(len(positions), generator=generator)
+            pool = (positions, keys) if sample is None else (torch.cat([sample[0], positions]), torch.cat([sample[1], keys]))
+            keep = pool[1].topk(min(sample_cap, len(pool[1])), largest=False).indices
+            sample = (pool[0][keep], pool[1][keep])
+        if sample is None:
+            raise ValueError("batches: no data")
+        rank = max(1, math.ceil((1 - quantile) * len(sample[0])))
+        thresholds = sample[0].kthvalue(rank, dim=0).values  # D
+        intersection = torch.zeros(len(thresholds), dtype=torch.float64)
+        union = torch.zeros(len(thresholds), dtype=torch.float64)
+        for images, masks in batches:
+            z = F.interpolate(activations(images), size=(resolution, resolution), mode="bilinear", align_corners=False)
+            unit_masks = z > thresholds.view(1, -1, 1, 1)
+            concept = F.adaptive_max_pool2d(masks.float()[:, None], resolution) > 0  # N x 1 x r x r
+            intersection += (unit_masks & concept).sum((0, 2, 3)).double()
+            union += (unit_masks | concept).sum((0, 2, 3)).double()
+    return (intersection / union.clamp_min(1)).float()

@@ -6,7 +6,7 @@ them, and holds the paper's diagnostics.
 """
 
 from .decomposition import HierarchicalDecomposition, Selection, label_with_concepts, select_children
-from .stages import forward_order, stage_layers
+from ..core.stages import forward_order, stage_layers
 from .tree import EvidenceNode, load_tree, save_tree
 
 __all__ = [

@@ -28,7 +28,7 @@ from ..attr._base import check_image_batch
 from ..attr.activation_propagation import LayerActivationPropagation, peak_positions, propagate_between
 from ..core.checks import check_fraction, check_positive_int
 from ..core.model_state import evaluation_mode
-from .stages import forward_order, stage_layers
+from ..core.stages import forward_order, stage_layers
 from .tree import EvidenceNode
 
 __all__ = ["HierarchicalDecomposition", "Selection", "label_with_concepts"]

@@ -25,7 +25,6 @@ from typing import Dict, List, Optional, Sequence, Union
 import torch
 from captum._utils.gradient import compute_layer_gradients_and_eval
 from captum.attr import GuidedBackprop, IntegratedGradients, Saliency
-from scipy import stats
 from torch import Tensor, nn
 
 from ..attr._base import check_image_batch, prepare_target
@@ -33,7 +32,8 @@ from ..attr.activation_propagation import layer_output, peak_positions, propagat
 from ..core.checks import check_number, check_positive_int
 from ..core.model_state import evaluation_mode
 from .decomposition import HierarchicalDecomposition, select_children
-from .stages import stage_groups
+from ..core.stages import randomize_parameters, stage_groups
+from ..evaluation.statistics import pearson_rows, spearman_rows
 
 __all__ = [
     "ablation_contributions",
@@ -142,13 +142,6 @@ def _gradients_and_features(decomposition: HierarchicalDecomposition, images: Te
     return gradients[:, 0], features
 
 
-def _pearson_rows(x: Tensor, y: Tensor) -> Tensor:
-    """Per-row Pearson correlation of two N x K tensors."""
-    x = x - x.mean(1, keepdim=True)
-    y = y - y.mean(1, keepdim=True)
-    return (x * y).sum(1) / (x.norm(dim=1) * y.norm(dim=1)).clamp_min(1e-30)
-
-
 def contribution_sanity(decomposition: HierarchicalDecomposition, images: Tensor, target=None,
                         baseline: Union[str, float] = "mean", channels_per_pass: int = 16) -> List[Dict]:
     """Table 1: correlation of channel-contribution estimates with the ablation ground truth.
@@ -188,7 +181,7 @@ def contribution_sanity(decomposition: HierarchicalDecomposition, images: Tensor
                          "AG": gradients.mean((-2, -1)), "MG": gradients.flatten(2).amax(-1)}
             name = "T" if selectors is None else decomposition.layers[lower + 1]
             rows.append({"pair": f"{name} -> {decomposition.layers[lower]}",
-                         **{key: _pearson_rows(value, truth).cpu() for key, value in estimates.items()},
+                         **{key: pearson_rows(value, truth).cpu() for key, value in estimates.items()},
                          "truth": truth.cpu(), "seconds_gap": seconds_gap, "seconds_ablation": seconds_ablation})
             top = estimates["AA"].argmax(1)
             peaks = peak_positions(maps[torch.arange(len(images)), top])
@@ -238,18 +231,12 @@ def _captum_saliency(model: nn.Module, images: Tensor, target: List[int], method
     return maps.detach().sum(1, keepdim=True).abs()
 
 
-def _spearman(a: Tensor, b: Tensor) -> Tensor:
-    """Per-image Spearman rank correlation of two N x 1 x H x W maps (average ranks for ties, as scipy)."""
-    ranks = [torch.from_numpy(stats.rankdata(m.flatten(1).double().cpu().numpy(), axis=1)) for m in (a, b)]
-    return _pearson_rows(*ranks).float()
-
-
 def cascading_randomization(decomposition: HierarchicalDecomposition, images: Tensor,
                             methods: Sequence[str] = ("gap", "smoothgrad", "guided_backprop", "integrated_gradients"),
                             top_k: int = 3, seed: int = 0) -> List[Dict]:
     """Fig. 7(a): maps of a copy of the model whose layers are randomized top-down, cumulatively.
 
-    The model's units (see :mod:`~captum_hint.gap.stages`) are grouped by
+    The model's units (see :mod:`~captum_hint.core.stages`) are grouped by
     stage: the head above the highest decomposed layer first, then each stage
     down to the lowest. Each step replaces every parameter of its group by
     Gaussian noise of the parameter's own standard deviation (a private
@@ -276,15 +263,10 @@ def cascading_randomization(decomposition: HierarchicalDecomposition, images: Te
     reference = {method: maps_of(method) for method in methods}
     groups = stage_groups(model, decomposition.layers, tuple(images.shape[1:]))
     generator = torch.Generator().manual_seed(seed)
-    modules = dict(model.named_modules())
     rows = []
     for name, members in groups:
-        with torch.no_grad():
-            for member in members:
-                for parameter in modules[member].parameters():
-                    noise = torch.randn(parameter.shape, generator=generator).to(parameter.device, parameter.dtype)
-                    parameter.copy_(noise * (parameter.std() if parameter.numel() > 1 else parameter.abs()))
-        rows.append({"randomized": name, **{m: _spearman(maps_of(m), reference[m]) for m in methods}})
+        randomize_parameters(model, members, generator)
+        rows.append({"randomized": name, **{m: spearman_rows(maps_of(m), reference[m]) for m in methods}})
     return rows
 
 

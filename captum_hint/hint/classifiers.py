@@ -20,10 +20,12 @@ from tqdm.auto import tqdm
 
 from ..core.checks import check_finite, check_fraction, check_number, check_positive_int
 
-__all__ = ["ConceptClassifier", "fit_concept_classifiers", "f1_score", "IGNORE"]
+__all__ = ["ConceptClassifier", "fit_concept_classifiers", "f1_score", "IGNORE", "HELD_OUT_SCORES"]
 
 #: Target value marking a row that is neither positive nor negative for a concept.
 IGNORE = -1
+#: The held-out scores every fitted classifier carries.
+HELD_OUT_SCORES = ("f1_", "roc_auc_", "average_precision_", "balanced_accuracy_")
 
 
 def f1_score(predicted: Tensor, actual: Tensor) -> float:
@@ -62,6 +64,7 @@ def fit_concept_classifiers(
     device=None,
     progress: bool = False,
     min_steps: int = 200,
+    feature_masks: Optional[Tensor] = None,
 ) -> List["ConceptClassifier"]:
     """Train one linear classifier per concept, jointly.
 
@@ -78,9 +81,17 @@ def fit_concept_classifiers(
         holdout: fraction of groups held out for ``f1_``.
         seed: seeds the split and the minibatch order.
         progress: show a tqdm bar over epochs.
+        feature_masks: K x D booleans: classifier k may only use the features
+            where row k is True (its other coefficients stay exactly 0). Many
+            classifiers on different neuron subsets (HINT's localizers) then
+            train in one pass over the data; each equals a separate fit on
+            its subset up to float rounding, since Adam is per-coordinate.
 
     Returns:
-        K fitted :class:`ConceptClassifier`, each with ``coef_``, ``intercept_``, ``f1_``.
+        K fitted :class:`ConceptClassifier`, each with ``coef_``, ``intercept_``
+        and held-out scores on the held-out images: ``f1_``, ``roc_auc_``,
+        ``average_precision_``, ``balanced_accuracy_`` (NaN when nothing is
+        held out or the held-out rows hold one class only).
 
     Raises:
         ValueError: shapes disagree, features hold NaN, or a concept has only
@@ -114,6 +125,9 @@ def fit_concept_classifiers(
                 f"targets: concept {names[k]!r} has {kind} examples (positives {int(n_pos[k])}, "
                 f"negatives {int(n_neg[k])}); a classifier needs both classes"
             )
+    if feature_masks is not None and (feature_masks.shape != (n_concepts, n_features) or feature_masks.dtype != torch.bool):
+        raise ValueError(f"feature_masks: expected a {n_concepts} x {n_features} bool tensor, got "
+                         f"{tuple(feature_masks.shape)} {feature_masks.dtype}")
     device = torch.device(device) if device is not None else features.device
     generator = torch.Generator().manual_seed(seed)
     held = _holdout_rows(n_rows, groups, holdout, generator)
@@ -139,6 +153,7 @@ def fit_concept_classifiers(
     bias = torch.logit(base_rate).to(device).requires_grad_()
     optimizer = torch.optim.Adam([weight, bias], lr=lr)
     pos_weight, neg_weight = pos_weight.to(device), neg_weight.to(device)
+    allowed = None if feature_masks is None else feature_masks.T.to(device, torch.float32)  # D x K
     epochs = max(epochs, math.ceil(min_steps / math.ceil(len(train_rows) / batch_size)))
     for _ in tqdm(range(epochs), desc="concept classifiers", disable=not progress, leave=False):
         order = train_rows[torch.randperm(len(train_rows), generator=generator)]
@@ -147,7 +162,7 @@ def fit_concept_classifiers(
             x = (features[rows].to(device, torch.float32) - mean) / std
             y = targets[rows].to(device)
             w = torch.where(y == 1, pos_weight, torch.where(y == 0, neg_weight, 0.0))
-            logits = x @ weight + bias
+            logits = x @ (weight if allowed is None else weight * allowed) + bias
             # a class-balanced mean per concept, so the K problems stay independent
             per_concept = torch.nn.functional.binary_cross_entropy_with_logits(
                 logits, (y == 1).float(), weight=w, reduction="none"
@@ -159,7 +174,8 @@ def fit_concept_classifiers(
             optimizer.step()
 
     with torch.no_grad():
-        coef = (weight / std[:, None]).T.contiguous()  # K x D on raw features
+        used = weight if allowed is None else weight * allowed
+        coef = (used / std[:, None]).T.contiguous()  # K x D on raw features
         intercept = bias - coef @ mean
     classifiers = []
     held_rows = held.nonzero().flatten()
@@ -170,27 +186,39 @@ def fit_concept_classifiers(
         classifier.intercept_ = intercept[k].detach().cpu()
         classifier.concept = names[k]
         classifier.n_positive_, classifier.n_negative_ = int(n_pos[k]), int(n_neg[k])
-        classifier.f1_ = float("nan")
+        for name in HELD_OUT_SCORES:
+            setattr(classifier, name, float("nan"))
         classifiers.append(classifier)
     _score_holdout(classifiers, features, targets, held_rows)
     return classifiers
 
 
 def _score_holdout(classifiers, features: Tensor, targets: Tensor, held_rows: Tensor) -> None:
-    """Set each classifier's held-out ``f1_`` (NaN when nothing was held out)."""
+    """Set each classifier's held-out scores (NaN when nothing was held out or one class only).
+
+    F1 and balanced accuracy at the decision threshold 0; ROC-AUC and
+    average precision (scikit-learn) need no threshold. F1 and average
+    precision depend on the share of positives among the held-out rows
+    (for regions: how much background each image contributes); ROC-AUC and
+    balanced accuracy do not.
+    """
+    from sklearn.metrics import average_precision_score, balanced_accuracy_score, roc_auc_score
+
     if len(held_rows) == 0:
         return
     coef = torch.stack([c.coef_ for c in classifiers], 1)
     intercept = torch.stack([c.intercept_ for c in classifiers])
-    predicted = []
-    for start in range(0, len(held_rows), 8192):
-        rows = held_rows[start : start + 8192]
-        predicted.append(features[rows].float() @ coef + intercept > 0)
-    predicted = torch.cat(predicted)
+    logits = torch.cat([features[held_rows[s : s + 8192]].float() @ coef + intercept
+                        for s in range(0, len(held_rows), 8192)])
     actual = targets[held_rows]
-    for k, classifier in enumerate(classifiers):
+    for k, classifier in enumerate(classifiers):  # one scikit-learn call per concept
         scored = actual[:, k] != IGNORE
-        classifier.f1_ = f1_score(predicted[scored, k], actual[scored, k] == 1)
+        truth, score = (actual[scored, k] == 1).numpy(), logits[scored, k].numpy()
+        classifier.f1_ = f1_score(torch.from_numpy(score > 0), torch.from_numpy(truth))
+        if 0 < truth.sum() < len(truth):
+            classifier.roc_auc_ = float(roc_auc_score(truth, score))
+            classifier.average_precision_ = float(average_precision_score(truth, score))
+            classifier.balanced_accuracy_ = float(balanced_accuracy_score(truth, score > 0))
 
 
 class ConceptClassifier(Classifier):
@@ -231,7 +259,9 @@ class ConceptClassifier(Classifier):
         if labels.dim() != 1 or not set(labels.unique().tolist()) <= {0, 1}:
             raise ValueError("labels: expected a 1-D tensor of 0/1 labels")
         (fitted,) = fit_concept_classifiers(features, labels.to(torch.int8), groups, [self.concept], **self._params())
-        self.coef_, self.intercept_, self.f1_ = fitted.coef_, fitted.intercept_, fitted.f1_
+        self.coef_, self.intercept_ = fitted.coef_, fitted.intercept_
+        for name in HELD_OUT_SCORES:
+            setattr(self, name, getattr(fitted, name))
         self.n_positive_, self.n_negative_ = fitted.n_positive_, fitted.n_negative_
         return self
 

@@ -29,7 +29,7 @@ from ..concepts.hierarchy import ConceptHierarchy
 from ..core.checks import check_finite, check_fraction, check_number, check_positive_int
 from ..core.model_state import evaluation_mode
 from ..datasets.samples import split_batch
-from .classifiers import ConceptClassifier, fit_concept_classifiers
+from .classifiers import HELD_OUT_SCORES, ConceptClassifier, fit_concept_classifiers
 from .regions import Aggregation, RegionBank, responsible_regions, training_targets
 from .shapley import NeuronConceptShapley
 
@@ -307,6 +307,16 @@ class HINT:
             raise ValueError(f"concept: {name!r} is not in the concept set {self.concepts}")
         return self.concepts.index(name)
 
+    def held_out_scores(self) -> Dict[str, Dict[str, float]]:
+        """Per concept: the classifier's held-out F1, ROC-AUC, average precision and balanced accuracy.
+
+        Scored on the regions of the held-out images (``classifier_kwargs``'
+        ``holdout``, 20 % of the images by default).
+        """
+        self._check_fitted()
+        return {c.concept: {name.rstrip("_"): getattr(c, name, float("nan")) for name in HELD_OUT_SCORES}
+                for c in self.classifiers_}
+
     def top_neurons(self, concept: str, n: int = 10):
         """The ``n`` neurons with the highest score for ``concept`` (``torch.topk`` result)."""
         self._check_fitted()
@@ -358,20 +368,47 @@ class HINT:
             return torch.rand(n_neurons, generator=torch.Generator().manual_seed(self.seed + k))
         raise ValueError(f"ranking: expected 'shapley', 'coef', 'random' or a tensor, got {ranking!r}")
 
-    def localizer(self, concept: str, top_fraction: float = 0.2, ranking: Union[str, Tensor] = "shapley"):
-        """(neuron indices, classifier on them) for ``concept``, retrained on the stored regions."""
+    def _selection(self, concept: str, top_fraction: float, ranking: Union[str, Tensor]) -> Tuple[int, Tensor]:
         check_fraction("top_fraction", top_fraction)
-        k = self._index(concept)
         scores = self.neuron_ranking(concept, ranking)
         n_keep = max(1, math.ceil(top_fraction * len(scores)))
-        neurons = torch.topk(scores, n_keep).indices.sort().values
-        key = (k, tuple(neurons.tolist()))
-        if key not in self._localizers:
-            vectors, targets, images = self._training_data()
-            kwargs = {"seed": self.seed, **self.classifier_kwargs}
-            (classifier,) = fit_concept_classifiers(vectors[:, neurons], targets[:, k], images, [self.concepts[k]], **kwargs)
+        return self._index(concept), torch.topk(scores, n_keep).indices.sort().values
+
+    def fit_localizers(self, selections: Sequence[Tuple[str, float, Union[str, Tensor]]]) -> "HINT":
+        """Train the localizers of many ``(concept, top_fraction, ranking)`` at once; returns self.
+
+        All of them (and every concept) train in one pass over the stored
+        regions (:func:`fit_concept_classifiers` with ``feature_masks``); each
+        equals a separate fit on its neurons up to float rounding. Already
+        trained ones are reused.
+        """
+        self._check_fitted()
+        wanted = {}
+        for concept, fraction, ranking in selections:
+            k, neurons = self._selection(concept, fraction, ranking)
+            key = (k, tuple(neurons.tolist()))
+            if key not in self._localizers:
+                wanted[key] = neurons
+        if not wanted:
+            return self
+        vectors, targets, images = self._training_data()
+        masks = torch.zeros(len(wanted), vectors.shape[1], dtype=torch.bool)
+        for row, neurons in enumerate(wanted.values()):
+            masks[row, neurons] = True
+        heads = torch.tensor([k for k, _ in wanted])
+        kwargs = {"seed": self.seed, **self.classifier_kwargs}
+        fitted = fit_concept_classifiers(vectors, targets[:, heads], images, [self.concepts[k] for k in heads.tolist()],
+                                         feature_masks=masks, **kwargs)
+        for (key, neurons), classifier in zip(wanted.items(), fitted):
+            classifier.coef_ = classifier.coef_[neurons]
             self._localizers[key] = classifier
-        return neurons, self._localizers[key]
+        return self
+
+    def localizer(self, concept: str, top_fraction: float = 0.2, ranking: Union[str, Tensor] = "shapley"):
+        """(neuron indices, classifier on them) for ``concept``, retrained on the stored regions."""
+        k, neurons = self._selection(concept, top_fraction, ranking)
+        self.fit_localizers([(concept, top_fraction, ranking)])
+        return neurons, self._localizers[(k, tuple(neurons.tolist()))]
 
     def localize(
         self,
@@ -463,7 +500,7 @@ class HINT:
         self._check_fitted()
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        config = {**self._config(), "f1": self.f1_.tolist(), "n_images": self.n_images_,
+        config = {**self._config(), "f1": self.f1_.tolist(), "held_out": self.held_out_scores(), "n_images": self.n_images_,
                   "input_shape": list(self.input_shape_)}
         (path / "hint.json").write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
         tensors = {
@@ -522,6 +559,8 @@ class HINT:
                                               if key in ("epochs", "batch_size", "lr", "weight_decay", "holdout")})
             classifier.coef_, classifier.intercept_ = tensors["coef"][k], tensors["intercept"][k]
             classifier.concept, classifier.f1_ = concept, config["f1"][k]
+            for name, value in config.get("held_out", {}).get(concept, {}).items():
+                setattr(classifier, f"{name}_", value)
             hint.classifiers_.append(classifier)
         hint._training = None
         hint.bank_ = RegionBank.from_state_dict(

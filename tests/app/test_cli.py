@@ -39,15 +39,23 @@ def demo_report(tmp_path_factory):
 def test_demo_writes_a_complete_report(demo_report):
     index = (demo_report / "index.html").read_text()
     links = re.findall(r"(?:src|href)='([^']+)'", index)
-    assert {"hierarchy.png", "associations.png", "overlays.png", "layer_f1.png", "metrics.json", "scores.csv"} <= set(links)
+    assert {"hierarchy.png", "associations.png", "overlays.png", "layer_f1.png", "rankings_maxboxacc.png",
+            "rankings_pxap.png", "saliency_methods.png", "reference_patches.png", "metrics.json", "scores.csv"} <= set(links)
     for link in links:
         assert not Path(link).is_absolute() and (demo_report / link).is_file(), link
     metrics = json.loads((demo_report / "metrics.json").read_text())
     assert metrics["model"] == "efficientnet-lite0" and len(metrics["layer_f1"]) == 4
     methods = {row["method"] for row in metrics["wsol"]}
-    assert methods == {"HINT (shapley)", "HINT (coef)", "HINT (random)", "HINT (conductance)", "Grad-CAM"}
-    shapley_fractions = sorted(r["fraction"] for r in metrics["wsol"] if r["method"] == "HINT (shapley)")
-    assert shapley_fractions == [0.1, 0.2, 0.4, 0.8]
+    assert methods == {"HINT (shapley)", "HINT (coef)", "HINT (random (seed 0))", "HINT (random (seed 1))",
+                       "HINT (random (seed 2))", "HINT (LayerConductance)", "HINT (NetDissect)", "Grad-CAM",
+                       "centre Gaussian", "full image"}
+    for method in methods - {"Grad-CAM", "centre Gaussian", "full image"}:
+        assert sorted(r["fraction"] for r in metrics["wsol"] if r["method"] == method) == [0.1, 0.2, 0.4, 0.8]
+    for row in metrics["wsol"]:  # every figure with its interval
+        assert row["maxboxacc_v2_low"] <= row["maxboxacc_v2"] <= row["maxboxacc_v2_high"]
+    assert {row["method"] for row in metrics["saliency_methods"]["table"]} == {
+        "HINT gradient", "HINT gradient_x_input", "HINT guided_backprop", "HINT smoothgrad", "HINT integrated_gradients"}
+    assert set(metrics["held_out"]) == set(metrics["concepts"])
     header = (demo_report / "scores.csv").read_text().splitlines()[0].split(",")
     assert header[0] == "neuron" and header[1:] == metrics["concepts"]
     assert len((demo_report / "scores.csv").read_text().splitlines()) == 1 + 112
@@ -57,8 +65,8 @@ def test_evaluate_a_saved_hint(demo_report, tmp_path, capsys):
     assert main(["evaluate", "--hint", str(demo_report / "hint"), "--limit", "4", "--fractions", "0.2",
                  "--rankings", "shapley", "--concepts", "whole.n.02", "--out", str(tmp_path)]) == 0
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert {row["method"] for row in metrics["wsol"]} == {"HINT (shapley)", "Grad-CAM"}
-    assert "GT-known" in capsys.readouterr().out
+    assert {row["method"] for row in metrics["wsol"]} == {"HINT (shapley)", "Grad-CAM", "centre Gaussian", "full image"}
+    assert "MaxBoxAccV2" in capsys.readouterr().out
 
 
 def test_run_on_an_image_folder(tmp_path, photo_set):

@@ -6,8 +6,8 @@ import torch
 from PIL import Image
 
 from captum_hint.core.boxes import masks_to_boxes
-from captum_hint.datasets import (CUB200, VOC2007, VOC_CONCEPTS, ImageNetBoxes, StampScenes, WnidImageFolder,
-                                  collate_samples, stamp_table)
+from captum_hint.datasets import (CUB200, DISTRACTOR_CATEGORIES, VOC2007, VOC_CONCEPTS, ImageNetBoxes, StampScenes,
+                                  WnidImageFolder, collate_samples, stamp_table)
 from captum_hint.concepts.hierarchy import ConceptHierarchy
 
 H = ConceptHierarchy.imagenet()
@@ -19,8 +19,12 @@ def test_stamp_table_is_consistent():
     for row in rows:
         assert row["label"] in H.leaves_under(row["via"])
         assert H.leaves[row["label"]] == row["imagenet"]
-        top = "animal.n.01" if row["path"].startswith("animals") else "artifact.n.01"
-        assert row["label"] in H.leaves_under(top), row
+        if row["path"].startswith("animals"):
+            assert row["label"] in H.leaves_under("animal.n.01"), row
+        elif row["path"].startswith("vehicles"):
+            assert row["label"] in H.leaves_under("artifact.n.01"), row
+        else:  # distractors: food, plants, tools, ... are never animals
+            assert row["path"].startswith(DISTRACTOR_CATEGORIES) and row["label"] not in H.leaves_under("animal.n.01")
         assert "cartoon" not in row["path"] and row["path"].endswith(".png")
 
 
@@ -56,12 +60,13 @@ def test_stamp_split_is_by_stamp():
 
 
 def test_stamp_masks_come_from_the_alpha_channel():
-    scenes = StampScenes("train", n_scenes=1, objects=(1, 1), size=128, seed=0)
+    scenes = StampScenes("train", n_scenes=1, objects=(1, 1), size=128, seed=0, feather=0)
     sample = scenes[0]
     rng = np.random.default_rng([0, 0, False])  # the scene's own draws, replayed
     background = scenes._backgrounds[rng.integers(len(scenes._backgrounds))]
-    side = int(min(background.shape[:2]) * rng.uniform(0.5, 1.0))
+    side = int(min(background.shape[:2]) * rng.uniform(0.4, 1.0))
     rng.integers(background.shape[0] - side + 1), rng.integers(background.shape[1] - side + 1)
+    rng.uniform(0.55, 1.15, size=3), rng.uniform(0.7, 1.2)  # the tint
     rng.integers(1, 2)
     pick = rng.choice(len(scenes.stamps), size=1, replace=False, p=scenes._weights)[0]
     stamp = scenes._cutout(scenes.stamps[pick]["path"])
@@ -69,11 +74,32 @@ def test_stamp_masks_come_from_the_alpha_channel():
     scale = longest / max(stamp.size)
     width, height = max(1, round(stamp.width * scale)), max(1, round(stamp.height * scale))
     alpha = np.array(stamp.resize((width, height), Image.BILINEAR).split()[3]) > 127
+    if rng.random() < 0.5:
+        alpha = alpha[:, ::-1]
     x, y = int(rng.integers(0, 128 - width + 1)), int(rng.integers(0, 128 - height + 1))
     expected = torch.zeros(128, 128, dtype=torch.bool)
-    expected[y : y + height, x : x + width] = torch.from_numpy(alpha)
+    expected[y : y + height, x : x + width] = torch.from_numpy(alpha.copy())
     assert torch.equal(sample["masks"][0], expected)
     assert sample["labels"].tolist() == [scenes.stamps[pick]["label"]]
+    # feathering only softens the edge: the mask barely moves
+    soft = StampScenes("train", n_scenes=1, objects=(1, 1), size=128, seed=0, feather=1.5)[0]["masks"][0]
+    assert (soft & expected).sum() / (soft | expected).sum() > 0.9
+
+
+def test_distractors_are_extra_objects_outside_the_categories():
+    scenes = StampScenes("test", n_scenes=12, objects=(1, 1), size=96, seed=0, categories=("animals",),
+                         distractors=DISTRACTOR_CATEGORIES, n_distractors=(2, 2))
+    main_labels = {r["label"] for r in scenes.stamps}
+    assert all(r["path"].startswith(DISTRACTOR_CATEGORIES) for r in scenes.distractor_stamps)
+    train = StampScenes("train", 1, categories=("animals",), distractors=DISTRACTOR_CATEGORIES)
+    assert not {r["path"] for r in train.distractor_stamps} & {r["path"] for r in scenes.distractor_stamps}
+    animal = set(H.leaves_under("animal.n.01"))
+    for sample in (scenes[i] for i in range(len(scenes))):
+        assert sample["label"] in main_labels and sample["label"] in animal  # the label is the main object's
+        assert len(sample["labels"]) == len(sample["masks"]) == len(sample["boxes"])
+        assert 2 <= len(sample["labels"]) <= 3  # 1 animal + 2 distractors (one may be fully hidden)
+        assert sum(int(label) in animal for label in sample["labels"]) == 1
+        assert not (sample["masks"].sum(0) > 1).any()  # occlusion: every pixel belongs to one object
 
 
 def test_stamp_errors():
@@ -81,6 +107,10 @@ def test_stamp_errors():
         StampScenes("val")
     with pytest.raises(ValueError, match="categories: no stamp matches"):
         StampScenes(categories=("nothing",))
+    with pytest.raises(ValueError, match="distractors: no stamp matches"):
+        StampScenes(distractors=("nothing",))
+    with pytest.raises(ValueError, match="feather: expected a value in"):
+        StampScenes(feather=-1)
 
 
 def _voc_xml(path, width, height, objects):

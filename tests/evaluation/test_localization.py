@@ -6,8 +6,9 @@ from captum.attr import LayerConductance, LayerGradCam
 
 from captum_hint.concepts import ConceptScore
 from captum_hint.evaluation import (concept_ground_truth, conductance_ranking, energy_pointing_game,
-                                      evaluate_localization, gradcam_maps, localization_hits, map_to_boxes,
-                                      mask_area, mask_coverage, mask_iou, normalize_maps, pointing_game)
+                                      evaluate_localization, gradcam_maps, localization_hits, localization_record,
+                                      localization_table, map_to_boxes, mask_area, mask_coverage, mask_iou,
+                                      normalize_maps, pointing_game)
 
 
 def one_map(values):
@@ -36,8 +37,11 @@ def test_mask_metrics_by_hand():
     assert mask_coverage(maps, gt).item() == pytest.approx(2 / 3)
     assert mask_iou(maps, gt).item() == pytest.approx(2 / 4)
     assert mask_area(maps).item() == pytest.approx(3 / 9)
-    assert pointing_game(maps, gt).tolist() == [True]  # argmax (0, 1) is in GT
-    assert pointing_game(one_map([[0, 0, 0], [0, 0, 0], [1, 0, 0]]), gt).tolist() == [False]
+    assert pointing_game(maps, gt, tolerance=0).tolist() == [True]  # argmax (0, 1) is in GT
+    assert pointing_game(one_map([[0, 0, 0], [0, 0, 0], [1, 0, 0]]), gt, tolerance=0).tolist() == [False]
+    # (2, 0) is sqrt(2) from (1, 1): a hit with a tolerance of 1.5 px, not of 1 px
+    assert pointing_game(one_map([[0, 0, 0], [0, 0, 0], [1, 0, 0]]), gt, tolerance=1.5).tolist() == [True]
+    assert pointing_game(one_map([[0, 0, 0], [0, 0, 0], [1, 0, 0]]), gt, tolerance=1).tolist() == [False]
 
 
 def test_energy_pointing_game_by_hand():
@@ -96,13 +100,25 @@ def test_evaluate_localization_rows(small_net, images):
                for i in range(6)]
     rows = evaluate_localization(hint, samples, ["a", "b"], (0.2, 0.6), {"shapley": "shapley"}, gradcam_layer="features.2")
     assert [(r["method"], r["concept"]) for r in rows] == [
-        ("HINT (shapley)", "a"), ("HINT (shapley)", "a"), ("Grad-CAM", "a"),
-        ("HINT (shapley)", "b"), ("HINT (shapley)", "b"), ("Grad-CAM", "b")]
+        ("HINT (shapley)", "a"), ("HINT (shapley)", "a"), ("Grad-CAM", "a"), ("centre Gaussian", "a"), ("full image", "a"),
+        ("HINT (shapley)", "b"), ("HINT (shapley)", "b"), ("Grad-CAM", "b"), ("centre Gaussian", "b"), ("full image", "b")]
     assert all(r["images"] == 3 for r in rows)
-    for row in rows:
-        for key in ["loc_acc_gt_known", "loc_acc_top1", "pointing_game", "mask_coverage", "mask_iou", "energy_pointing"]:
+    # the maps of a row are exactly what localize / gradcam give for those images
+    images = torch.stack([samples[i]["image"] for i in (0, 1, 2)])
+    expected = localization_record(hint.localize(images, "a", 0.2).detach(), masks.expand(3, 8, 8),
+                                   [samples[i]["boxes"] for i in range(3)])
+    assert torch.equal(rows[0]["record"]["box_hits"], expected["box_hits"])
+    assert torch.equal(rows[0]["record"]["pointing_15px"], expected["pointing_15px"])
+    table = localization_table(rows, rounds=200)
+    assert [(r["method"], r["images"]) for r in table][:2] == [("HINT (shapley)", 6), ("HINT (shapley)", 6)]
+    for row in table:
+        for key in ["maxboxacc", "maxboxacc_v2", "pxap", "pointing_15px", "hint_pointing", "hint_iou", "loc_acc"]:
+            assert row[f"{key}_low"] - 1e-9 <= row[key] <= row[f"{key}_high"] + 1e-9
             assert 0 <= row[key] <= 1
-        assert row["loc_acc_top1"] <= row["loc_acc_gt_known"]
+        assert row["loc_acc_top1"] <= row["loc_acc"]
+    full = next(r for r in table if r["method"] == "full image")
+    # a constant map: the box is the whole 8 x 8 image, IoU with the 4 x 4 object = 16/64 < 0.3 at every threshold
+    assert full["maxboxacc_v2"] == 0 and full["pxap"] == pytest.approx(16 / 64)
 
 
 def test_baselines_leave_a_train_mode_model_as_it_was(small_net, images):

@@ -114,10 +114,10 @@ def test_gap_input_saliency_shape(x):
 def test_spearman_matches_scipy_with_ties():
     from scipy import stats
 
-    from captum_hint.gap.diagnostics import _spearman
+    from captum_hint.evaluation.statistics import spearman_rows
 
     generator = torch.Generator().manual_seed(0)
     a = torch.rand(3, 1, 5, 5, generator=generator).round(decimals=1)  # many ties
     b = torch.rand(3, 1, 5, 5, generator=generator)
     expected = [stats.spearmanr(x.flatten().numpy(), y.flatten().numpy())[0] for x, y in zip(a, b)]
-    torch.testing.assert_close(_spearman(a, b), torch.tensor(expected, dtype=torch.float32))
+    torch.testing.assert_close(spearman_rows(a, b), torch.tensor(expected, dtype=torch.float32))

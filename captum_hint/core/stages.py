@@ -21,9 +21,9 @@ from typing import List, Sequence
 import torch
 from torch import nn
 
-from ..core.model_state import evaluation_mode
+from .model_state import evaluation_mode
 
-__all__ = ["stage_layers", "forward_order", "stage_groups"]
+__all__ = ["stage_layers", "forward_order", "stage_groups", "randomize_parameters"]
 
 _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 _POOLS = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
@@ -110,3 +110,18 @@ def stage_groups(model: nn.Module, layers: Sequence[str], input_shape: Sequence[
     groups = [("head", units[ends[-1] + 1:])]
     groups += [(layer, units[start : end + 1]) for layer, start, end in zip(layers[::-1], starts[::-1], ends[::-1])]
     return groups
+
+
+def randomize_parameters(model: nn.Module, units: Sequence[str], generator: torch.Generator) -> None:
+    """Replace every parameter of ``units`` (dotted names) by Gaussian noise of the parameter's own scale.
+
+    The scale is the parameter's standard deviation (its absolute value for
+    a scalar), as in the cascading randomization of Adebayo et al.; used on
+    a *copy* of the user's model.
+    """
+    modules = dict(model.named_modules())
+    with torch.no_grad():
+        for unit in units:
+            for parameter in modules[unit].parameters():
+                noise = torch.randn(parameter.shape, generator=generator).to(parameter.device, parameter.dtype)
+                parameter.copy_(noise * (parameter.std() if parameter.numel() > 1 else parameter.abs()))
