@@ -124,7 +124,7 @@ def evaluate(args) -> int:
     """Localization of a saved HINT on a data set; writes metrics.json (and prints the table)."""
     from ..datasets import CUB200, VOC2007, ImageNetBoxes, StampScenes
     from ..hint import HINT
-    from ..evaluation import evaluate_localization, localization_table, summarize_record
+    from ..evaluation import evaluate_localization, localization_table
     from ..datasets import load_model
     from .demo import DEMO_SCENES
 
@@ -142,8 +142,7 @@ def evaluate(args) -> int:
     rows = evaluate_localization(hint, samples, args.concepts or hint.concepts, args.fractions,
                                  {r: r for r in args.rankings}, gradcam_layer=spec.gradcam_layer, progress=True)
     table = localization_table(rows, seed=args.seed)
-    per_concept = [{"method": r["method"], "fraction": r["fraction"], "concept": r["concept"], "images": r["images"],
-                    **summarize_record(r["record"], args.seed)} for r in rows]
+    per_concept = [{"concept": r["concept"], **localization_table([r], seed=args.seed)[0]} for r in rows]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps({"wsol": table, "per_concept": per_concept}, indent=1, default=float) + "\n")

@@ -25,6 +25,7 @@ DEMO_THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(20))
 #: The demo's stamp scenes (train and test differ in objects per scene and seed).
 DEMO_SCENES = {"categories": ("animals", "vehicles"), "distractors": DISTRACTOR_CATEGORIES,
                "n_distractors": (0, 2), "scale": (0.4, 0.75)}
+PER_CONCEPT_METRICS = ("maxboxacc_v2", "pxap", "pointing_15px", "off_target_mass")
 TABLE_METRICS = ["maxboxacc", "maxboxacc_v2", "pxap", "pointing_15px", "pointing_strict", "energy_pointing",
                  "hint_pointing", "hint_iou", "loc_acc", "off_target_mass", "mask_area"]
 
@@ -40,9 +41,11 @@ def _interval(row: Dict, key: str) -> str:
 
 
 def _shown(table: List[Dict], metrics: Sequence[str]) -> List[Dict]:
+    """Table rows for the report: each metric as "value [low, high]" (a ``concept`` column is kept if present)."""
     from ..evaluation import METRIC_NAMES
 
-    return [{"method": r["method"], "neurons": "–" if math.isnan(r["fraction"]) else f"{100 * r['fraction']:.0f} %",
+    return [{**({"concept": r["concept"]} if "concept" in r else {}), "method": r["method"],
+             "neurons": "–" if math.isnan(r["fraction"]) else f"{100 * r['fraction']:.0f} %",
              "images": r["images"], **{METRIC_NAMES[m]: _interval(r, m) for m in metrics}} for r in table]
 
 
@@ -104,7 +107,7 @@ def run_demo(args) -> int:
     """The main job; writes the report folder ``args.out``."""
     from ..concepts import ConceptHierarchy
     from ..datasets import StampScenes, collate_samples, load_model
-    from ..evaluation import concept_ground_truth, gradcam_maps, localization_table, normalize_maps, summarize_record
+    from ..evaluation import concept_ground_truth, gradcam_maps, localization_table, normalize_maps
     from ..hint import HINT
     from ..hint.experiments import (adversarial_study, cascading_randomization_study, ranking_study,
                                     saliency_method_study)
@@ -162,18 +165,9 @@ def run_demo(args) -> int:
     at_20 = [r for r in table if r["fraction"] == 0.2 or math.isnan(r["fraction"])]
     differences = _paired(rows, "HINT (shapley)", 0.2, ["maxboxacc_v2", "pxap", "pointing_15px", "hint_iou",
                                                          "off_target_mass"], args.seed)
-    per_concept = []
-    for concept in evaluated:
-        for method in ("HINT (shapley)", "HINT (random (seed 0))", "Grad-CAM", "centre Gaussian"):
-            chosen = [r for r in rows if r["concept"] == concept and r["method"] == method
-                      and (r["fraction"] == 0.2 or math.isnan(r["fraction"]))]
-            if chosen:
-                summary = summarize_record(chosen[0]["record"], args.seed)
-                flat = {k: v[0] for k, v in summary.items()}
-                flat.update({f"{k}_low": v[1] for k, v in summary.items()})
-                flat.update({f"{k}_high": v[2] for k, v in summary.items()})
-                per_concept.append({"concept": hierarchy.label(concept), "method": method, "images": chosen[0]["images"],
-                                    **flat})
+    per_concept = [{"concept": hierarchy.label(r["concept"]), **localization_table([r], seed=args.seed)[0]}
+                   for r in rows if r["method"] in ("HINT (shapley)", "HINT (random (seed 0))", "Grad-CAM", "centre Gaussian")
+                   and (r["fraction"] == 0.2 or math.isnan(r["fraction"]))]
     phase("rankings")
 
     study_concepts = [c for c in ("animal.n.01", "bird.n.01", "artifact.n.01") if c in concepts]
@@ -356,16 +350,7 @@ def _sections(args, spec, hierarchy, train, test, held_out, table, at_20, differ
          "table": ([{"layer": layer, **values} for layer, values in layer_f1.items()],
                    ["layer", *next(iter(layer_f1.values()))])},
         {"title": "Per concept at 20 %",
-         "table": (_shown_per_concept(per_concept), ["concept", "method", "images",
-                                                     *[METRIC_NAMES[m] for m in ("maxboxacc_v2", "pxap", "pointing_15px",
-                                                                                 "off_target_mass")]])},
+         "table": (_shown(per_concept, PER_CONCEPT_METRICS), ["concept", "method", "images",
+                                                     *[METRIC_NAMES[m] for m in PER_CONCEPT_METRICS]])},
     ]
     return sections
-
-
-def _shown_per_concept(rows: List[Dict]) -> List[Dict]:
-    from ..evaluation import METRIC_NAMES
-
-    return [{"concept": r["concept"], "method": r["method"], "images": r["images"],
-             **{METRIC_NAMES[m]: _interval(r, m) for m in ("maxboxacc_v2", "pxap", "pointing_15px", "off_target_mass")}}
-            for r in rows]

@@ -25,6 +25,7 @@ from captum.attr import LayerAttribution, LayerConductance, LayerGradCam
 from torch import Tensor, nn
 
 from ..attr._base import resolve_layer
+from ..attr.activation_propagation import layer_output
 from ..concepts.scores import ConceptScore
 from ..core.checks import check_fraction, check_number, check_positive_int
 from ..core.model_state import evaluation_mode
@@ -86,7 +87,7 @@ def conductance_ranking(model: nn.Module, layer, images: Tensor, leaves: Sequenc
 
 def netdissect_ranking(model: nn.Module, layer, batches: Iterable, quantile: float = 0.005, resolution: int = 56,
                        sample_cap: int = 200_000, seed: int = 0, device=None) -> Tensor:
-    """NetDissect's IoU of every unit with a concept: D scores (Bau et al., CVPR 2017, Sec. 2.2).
+    """NetDissect's IoU of every unit with one or K concepts: D (or D x K) scores (Bau et al., CVPR 2017, Sec. 2.2).
 
     Each unit's threshold ``T_k`` is the activation exceeded with probability
     ``quantile`` (0.005) over all positions of the data; its mask on an image
@@ -94,9 +95,10 @@ def netdissect_ranking(model: nn.Module, layer, batches: Iterable, quantile: flo
     ``T_k``; the score is ``Σ|M_k ∩ L_c| / Σ|M_k ∪ L_c|`` summed over the data.
 
     Two streamed passes over ``batches`` (an iterable of ``(images N x 3 x
-    H x W, concept masks N x H x W bool)`` that can be iterated twice). The
-    thresholds come from a uniform sample of at most ``sample_cap``
-    positions (seeded), so memory does not grow with the data.
+    H x W, concept masks N x H x W or N x K x H x W bool)`` that can be
+    iterated twice), whatever the number of concepts: the thresholds do not
+    depend on the concept. They come from a uniform sample of at most
+    ``sample_cap`` positions (seeded), so memory does not grow with the data.
     Masks are compared at ``resolution`` x ``resolution`` (max-pooled GT).
     """
     check_fraction("quantile", quantile, allow_one=False)
@@ -106,14 +108,7 @@ def netdissect_ranking(model: nn.Module, layer, batches: Iterable, quantile: flo
     generator = torch.Generator().manual_seed(seed)
 
     def activations(images: Tensor) -> Tensor:
-        captured = {}
-        handle = module.register_forward_hook(lambda m, i, o: captured.__setitem__("z", o.detach()))
-        try:
-            with torch.no_grad():
-                model(images.to(device) if device is not None else images)
-        finally:
-            handle.remove()
-        return captured["z"].float().cpu()
+        return layer_output(model, module, images.to(device) if device is not None else images).float().cpu()
 
     with evaluation_mode(model, "netdissect_ranking"):
         sample = None
@@ -129,12 +124,15 @@ def netdissect_ranking(model: nn.Module, layer, batches: Iterable, quantile: flo
             raise ValueError("batches: no data")
         rank = max(1, math.ceil((1 - quantile) * len(sample[0])))
         thresholds = sample[0].kthvalue(rank, dim=0).values  # D
-        intersection = torch.zeros(len(thresholds), dtype=torch.float64)
-        union = torch.zeros(len(thresholds), dtype=torch.float64)
+        intersection = union = single = None
         for images, masks in batches:
+            single = masks.dim() == 3
+            concepts = F.adaptive_max_pool2d((masks[:, None] if single else masks).float(), resolution) > 0  # N x K x r x r
             z = F.interpolate(activations(images), size=(resolution, resolution), mode="bilinear", align_corners=False)
-            unit_masks = z > thresholds.view(1, -1, 1, 1)
-            concept = F.adaptive_max_pool2d(masks.float()[:, None], resolution) > 0  # N x 1 x r x r
-            intersection += (unit_masks & concept).sum((0, 2, 3)).double()
-            union += (unit_masks | concept).sum((0, 2, 3)).double()
-    return (intersection / union.clamp_min(1)).float()
+            unit_masks = (z > thresholds.view(1, -1, 1, 1))[:, :, None]  # N x D x 1 x r x r
+            both = (unit_masks & concepts[:, None]).sum((0, 3, 4)).double()  # D x K
+            either = (unit_masks | concepts[:, None]).sum((0, 3, 4)).double()
+            intersection = both if intersection is None else intersection + both
+            union = either if union is None else union + either
+    scores = (intersection / union.clamp_min(1)).float()
+    return scores[:, 0] if single else scores

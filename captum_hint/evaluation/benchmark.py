@@ -221,7 +221,7 @@ def evaluate_localization(hint, samples: Sequence[Dict], concepts: Sequence[str]
         with torch.no_grad(), evaluation_mode(hint.model, "evaluate_localization"):
             top1 = _batched(lambda x: hint.model(x.to(hint.device)).argmax(1), images, batch_size)
         correct = torch.isin(top1, torch.tensor(leaves))
-        features = _batched(hint.layer_features, images, batch_size)
+        features = torch.cat([hint.layer_features(images[s : s + batch_size]) for s in range(0, len(images), batch_size)])
 
         def add(method: str, fraction: float, maps: Tensor) -> None:
             record = localization_record(maps, masks, boxes, others, correct, thresholds, threshold, energy)
@@ -231,7 +231,7 @@ def evaluate_localization(hint, samples: Sequence[Dict], concepts: Sequence[str]
         for name, ranking in rankings.items():
             for fraction in fractions:
                 add(f"HINT ({name})", fraction, hint.localize(images, concept, fraction, ranking_of(ranking, concept),
-                                                              features=features.to(hint.device)).cpu())
+                                                              features=features).cpu())
         if gradcam_layer is not None:
             add("Grad-CAM", math.nan, _batched(lambda x: gradcam_maps(hint.model, gradcam_layer, x.to(hint.device), leaves),
                                                images, batch_size))

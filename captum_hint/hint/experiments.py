@@ -48,16 +48,17 @@ def random_rankings(hint: HINT, concepts: Sequence[str], seeds: Sequence[int]) -
                                       for k, c in enumerate(concepts)} for seed in seeds}
 
 
-def _concept_batches(samples: Sequence[Dict], leaves: Sequence[int], batch_size: int):
-    """(images, concept masks) batches over all samples, re-iterable (for NetDissect's two passes)."""
-    leaves = torch.tensor(sorted(leaves))
+def _concept_batches(samples: Sequence[Dict], concept_leaves: Sequence[Sequence[int]], batch_size: int):
+    """(images N x 3 x H x W, masks N x K x H x W) batches over all samples, one mask per concept; re-iterable."""
+    leaves = [torch.tensor(sorted(group)) for group in concept_leaves]
 
-    class Batches:
+    class Batches:  # NetDissect streams the data twice
         def __iter__(self):
             for start in range(0, len(samples), batch_size):
                 chunk = samples[start : start + batch_size]
                 yield (torch.stack([s["image"] for s in chunk]),
-                       torch.stack([s["masks"][torch.isin(s["labels"], leaves)].any(0) for s in chunk]))
+                       torch.stack([torch.stack([s["masks"][torch.isin(s["labels"], group)].any(0) for group in leaves])
+                                    for s in chunk]))
 
     return Batches()
 
@@ -80,7 +81,7 @@ def ranking_study(hint: HINT, train_samples: Sequence[Dict], test_samples: Seque
     """
     check_positive_int("conductance_images", conductance_images)
     rankings: Dict[str, Any] = {"shapley": "shapley", "coef": "coef", **random_rankings(hint, concepts, random_seeds)}
-    conductance, dissection = {}, {}
+    conductance = {}
     for concept in concepts:
         leaves = hint.hierarchy.leaves_under(concept)
         keep, _, _ = concept_ground_truth(train_samples, leaves)
@@ -88,12 +89,11 @@ def ranking_study(hint: HINT, train_samples: Sequence[Dict], test_samples: Seque
             raise ValueError(f"train_samples: no sample holds an object under {concept!r}")
         images = torch.stack([train_samples[i]["image"] for i in keep[:conductance_images]]).to(hint.device)
         conductance[concept] = conductance_ranking(hint.model, hint.layer, images, leaves)
-        if netdissect:
-            dissection[concept] = netdissect_ranking(hint.model, hint.layer, _concept_batches(train_samples, leaves, batch_size),
-                                                     seed=hint.seed, device=hint.device)
     rankings["LayerConductance"] = conductance
-    if netdissect:
-        rankings["NetDissect"] = dissection
+    if netdissect:  # one pair of passes over the data for all concepts
+        batches = _concept_batches(train_samples, [hint.hierarchy.leaves_under(c) for c in concepts], batch_size)
+        scores = netdissect_ranking(hint.model, hint.layer, batches, seed=hint.seed, device=hint.device)  # D x K
+        rankings["NetDissect"] = {concept: scores[:, k] for k, concept in enumerate(concepts)}
     kwargs = {} if thresholds is None else {"thresholds": thresholds}
     return evaluate_localization(hint, test_samples, concepts, fractions, rankings, gradcam_layer=gradcam_layer,
                                  batch_size=batch_size, progress=progress, **kwargs)

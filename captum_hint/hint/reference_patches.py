@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..attr._base import check_image_batch, resolve_layer
+from ..attr.activation_propagation import layer_output
 from ..core.checks import check_fraction, check_positive_int
 from ..core.model_state import evaluation_mode
 from ..datasets.samples import split_batch
@@ -24,14 +25,8 @@ from ..datasets.samples import split_batch
 __all__ = ["receptive_field", "top_activating_patches"]
 
 
-def _layer_output(model: nn.Module, layer, images: Tensor) -> Tensor:
-    captured = {}
-    handle = resolve_layer(model, layer).register_forward_hook(lambda m, i, o: captured.__setitem__("z", o))
-    try:
-        model(images)
-    finally:
-        handle.remove()
-    output = captured["z"]
+def _spatial_output(model: nn.Module, layer, images: Tensor, grad: bool = False) -> Tensor:
+    output = layer_output(model, resolve_layer(model, layer), images, grad=grad)
     if not isinstance(output, Tensor) or output.dim() != 4:
         raise ValueError(f"layer: expected an output N x D x h x w, got {getattr(output, 'shape', type(output))}")
     return output
@@ -46,8 +41,8 @@ def receptive_field(model: nn.Module, layer, input_shape: Sequence[int], mass: f
     """
     check_fraction("mass", mass)
     image = torch.zeros(1, *input_shape, device=device, requires_grad=True)
-    with evaluation_mode(model, "receptive_field"), torch.enable_grad():
-        output = _layer_output(model, layer, image)
+    with evaluation_mode(model, "receptive_field"), torch.enable_grad():  # callers may be under no_grad
+        output = _spatial_output(model, layer, image, grad=True)
         h, w = output.shape[-2:]
         (gradient,) = torch.autograd.grad(output[0, :, h // 2, w // 2].sum(), image)
     weight = gradient[0].abs().sum(0)  # H x W
@@ -102,7 +97,7 @@ def top_activating_patches(model: nn.Module, layer, dataloader: Iterable, neuron
             images = images.to(device) if device is not None else images
             if patch_size is None:
                 patch_size = receptive_field(model, layer, tuple(images.shape[1:]), device=images.device)
-            output = _layer_output(model, layer, images)
+            output = _spatial_output(model, layer, images)
             if int(neurons.max()) >= output.shape[1] or int(neurons.min()) < 0:
                 raise ValueError(f"neurons: expected channel indices in [0, {output.shape[1]}), got {neurons.tolist()}")
             h, w = output.shape[-2:]

@@ -135,3 +135,9 @@ def test_netdissect_ranking_by_hand():
     scores = netdissect_ranking(Identity(), "layer", batches, quantile=0.5, resolution=4)
     # unit 0: mask = top-left (4 px per image) -> IoU 1; unit 1: left half (8 px) -> IoU 4/8
     torch.testing.assert_close(scores, torch.tensor([1.0, 0.5]))
+    # several concepts at once (N x K x H x W masks): a D x K table, one column per concept
+    left = torch.zeros(2, 4, 4, dtype=torch.bool)
+    left[:, :, :2] = True  # a second concept: the left half
+    both = netdissect_ranking(Identity(), "layer", [(images, torch.stack([masks, left], 1))], quantile=0.5, resolution=4)
+    # unit 0 on the left half: 4/8; unit 1: 1
+    torch.testing.assert_close(both, torch.tensor([[1.0, 0.5], [0.5, 1.0]]))
