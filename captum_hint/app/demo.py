@@ -91,16 +91,16 @@ def _mask_areas(hint, samples, lower: Sequence[str], higher: Sequence[str]) -> L
 
 def _layer_sweep(spec, hierarchy, concepts, samples, seed) -> Dict[str, Dict[str, float]]:
     from ..datasets import collate_samples
-    from ..hint import HINT
+    from ..hint import fit_layers
 
     loader = DataLoader(samples, batch_size=16, collate_fn=collate_samples)
     swept = [c for c in ("animal.n.01", "mammal.n.01", "bird.n.01") if c in concepts]
-    result = {}
-    for layer in spec.layers:
-        sweep = HINT(spec.model, layer, hierarchy, swept, saliency="gradient", saliency_target="leaf",
-                     shapley_kwargs={"n_permutations": 1}, n_regions=32, seed=seed, progress=False).fit(loader)
-        result[layer] = {hierarchy.label(c): float(v) for c, v in zip(sweep.concepts, sweep.f1_)}
-    return result
+    # One forward and backward pass per batch reaches every layer of the sweep.
+    fitted = fit_layers(spec.model, spec.layers, hierarchy, loader, concepts=swept, saliency="gradient",
+                        saliency_target="leaf", shapley_kwargs={"n_permutations": 1}, n_regions=32, seed=seed,
+                        progress=False)
+    return {layer: {hierarchy.label(c): float(v) for c, v in zip(sweep.concepts, sweep.f1_)}
+            for layer, sweep in fitted.items()}
 
 
 def run_demo(args) -> int:

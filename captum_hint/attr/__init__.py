@@ -14,6 +14,7 @@ from .gradient import LayerGradient, LayerGradientXActivation, LayerIntegratedGr
 from .feature_occlusion import LayerFeatureOcclusion, occlude
 from .guided_backprop import LayerGuidedBackprop
 from .semantic import SemanticGradientXInput, SemanticGuidedBackprop, semantic_mask
+from .shared_pass import SHARED_PASS_METHODS, PairedSaliency, SharedPassSaliency
 from .smoothgrad import LayerSmoothGrad
 
 #: HINT's five saliency methods by the names the paper and the CLI use.
@@ -52,6 +53,9 @@ __all__ = [
     "SemanticGradientXInput",
     "semantic_mask",
     "LayerFeatureOcclusion",
+    "SharedPassSaliency",
+    "PairedSaliency",
+    "SHARED_PASS_METHODS",
     "occlude",
     "SALIENCY_METHODS",
     "saliency_method",

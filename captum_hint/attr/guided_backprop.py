@@ -40,7 +40,7 @@ from torch.overrides import TorchFunctionMode
 
 from ._base import LayerSaliency, LayerSpec, _root_module
 
-__all__ = ["LayerGuidedBackprop", "GUIDED_MODULES"]
+__all__ = ["LayerGuidedBackprop", "GUIDED_MODULES", "guide_relus_in_graph"]
 
 #: Module types whose backward pass is guided.
 GUIDED_MODULES = (nn.ReLU, nn.ReLU6)
@@ -79,6 +79,50 @@ class _GuideFunctionalReLUs(TorchFunctionMode):
             out.register_hook(_drop_negative)
             self.owner._guided_count += 1
         return out
+
+
+class _InGraphGuide:
+    """Guides every ReLU whose output is in the autograd graph; see :func:`guide_relus_in_graph`."""
+
+    _above_layer = True
+
+    def __init__(self):
+        self._module_depth = 0
+        self._guided_count = 0
+
+    def enter(self, module, inputs) -> None:
+        self._module_depth += 1
+
+    def leave(self, module, inputs, output) -> None:
+        self._module_depth -= 1
+        if isinstance(output, Tensor) and output.requires_grad:
+            output.register_hook(_drop_negative)
+            self._guided_count += 1
+
+
+@contextlib.contextmanager
+def guide_relus_in_graph(model: nn.Module):
+    """Guide every ReLU of ``model`` whose output is in the autograd graph, inside the block.
+
+    For forward passes whose graph starts at the layer (the layers below run
+    without gradients) this is guided backprop down to that layer: a ReLU
+    below the layer has no graph and is skipped. Module ReLUs are guided by a
+    hook on their output (``nn.ReLU6`` calls ``hardtanh``, so the functional
+    hooks alone would miss it), functional ones as in :class:`LayerGuidedBackprop`.
+    All hooks are removed on exit.
+    """
+    guide = _InGraphGuide()
+    handles = []
+    try:
+        for module in model.modules():
+            if isinstance(module, GUIDED_MODULES):
+                handles.append(module.register_forward_pre_hook(guide.enter))
+                handles.append(module.register_forward_hook(guide.leave))
+        with _GuideFunctionalReLUs(guide):
+            yield guide
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 class LayerGuidedBackprop(LayerSaliency, ModifiedReluGradientAttribution):

@@ -2,7 +2,7 @@
 Shapley values of neurons -> associations and localization."""
 
 from .classifiers import IGNORE, ConceptClassifier, fit_concept_classifiers
-from .explainer import HINT
+from .explainer import HINT, fit_layers
 from .regions import AGGREGATIONS, RegionBank, Regions, aggregate_saliency, normalize_saliency, responsible_regions
 from .shapley import NeuronConceptShapley, exact_shapley
 
@@ -17,6 +17,7 @@ __all__ = [
     "aggregate_saliency",
     "exact_shapley",
     "fit_concept_classifiers",
+    "fit_layers",
     "normalize_saliency",
     "responsible_regions",
 ]

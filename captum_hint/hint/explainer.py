@@ -21,19 +21,19 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 import torch
 from captum.attr import LayerAttribution
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
-from ..attr import SALIENCY_METHODS, LayerSmoothGrad, saliency_method
+from ..attr import SALIENCY_METHODS, saliency_method
 from ..attr._base import check_image_batch, resolve_layer
 from ..concepts.hierarchy import ConceptHierarchy
 from ..core.checks import check_finite, check_fraction, check_number, check_positive_int
 from ..core.model_state import evaluation_mode
-from ..datasets.samples import split_batch
 from .classifiers import HELD_OUT_SCORES, ConceptClassifier, fit_concept_classifiers
-from .regions import Aggregation, RegionBank, responsible_regions, training_targets
+from .collection import stream_regions
+from .distributed import broadcast_from_rank0, rank_and_world
+from .regions import Aggregation, RegionBank, training_targets
 from .shapley import NeuronConceptShapley
 
-__all__ = ["HINT"]
+__all__ = ["HINT", "fit_layers"]
 
 _FORMAT = "captum_hint.HINT/2"
 #: Arguments of NeuronConceptShapley.attribute that HINT itself sets.
@@ -178,12 +178,11 @@ class HINT:
         return logits, features
 
     def _saliency(self, images: Tensor, targets) -> Tensor:
-        kwargs = dict(self.saliency_kwargs)
-        if self._saliency_cls is LayerSmoothGrad and "seed" not in kwargs and "generator" not in kwargs:
-            kwargs["generator"] = self._generator
+        """A user's saliency class, one call per ``batch_size`` (image, target) pairs."""
         method = self._saliency_cls(self.model, self.layer_module)
         return torch.cat([
-            method.attribute(images[s : s + self.batch_size], target=targets[s : s + self.batch_size], **kwargs)
+            method.attribute(images[s : s + self.batch_size], target=targets[s : s + self.batch_size],
+                             **self.saliency_kwargs)
             for s in range(0, len(images), self.batch_size)
         ])
 
@@ -206,70 +205,52 @@ class HINT:
             return self._fit(dataloader, labels)
 
     def _fit(self, dataloader: Iterable, labels: str) -> "HINT":
-        self._generator = torch.Generator(device=self.device).manual_seed(self.seed)
-        membership = self.hierarchy.membership(self.concepts)  # K x C
-        leaf_sets = [set(self.hierarchy.leaves_under(c)) for c in self.concepts]
-        bank = RegionBank(len(self.concepts), self.max_regions_per_concept, self.max_background, self.store_dtype, self.seed)
-        n_images = 0
-        images_under = torch.zeros(len(self.concepts), dtype=torch.long)
-        for batch in tqdm(dataloader, desc="HINT regions", disable=not self.progress):
-            images, given = split_batch(batch)
-            check_image_batch(images)
-            images = images.to(self.device)
-            self.input_shape_ = tuple(images.shape[1:])
-            logits, features = self._forward_with_features(images)
-            if labels == "predicted" or given is None:
-                leaf = logits.argmax(1).cpu()
-            else:
-                leaf = self.hierarchy.check_labels(torch.as_tensor(given).cpu())
-            if logits.shape[1] != self.hierarchy.num_classes:
-                raise ValueError(
-                    f"hierarchy: has {self.hierarchy.num_classes} leaves but the model gives {logits.shape[1]} classes"
-                )
-            under = membership[:, leaf].T  # N x K
-            images_under += under.sum(0)
-            self._collect(bank, images, features, leaf, under, leaf_sets, n_images)
-            n_images += len(images)
-        empty = [c for c, count in zip(self.concepts, bank.counts()[:-1].tolist()) if count == 0]
-        if empty:
-            detail = ", ".join(f"{c} ({int(images_under[self.concepts.index(c)])} images under it)" for c in empty)
-            raise ValueError(
-                f"concepts: no responsible regions were collected for {detail}; add images of these "
-                "concepts or drop them from the concept set"
-            )
+        (bank,), n_images = stream_regions([self], dataloader, labels)
+        return self._fit_bank(bank, n_images)
+
+    def _fit_bank(self, bank: RegionBank, n_images: int) -> "HINT":
+        """Classifiers and Shapley scores from a filled bank (on rank 0 under torch.distributed, then shared)."""
         self.bank_, self.n_images_ = bank, n_images
         self._training = None
         self._localizers = {}  # classifiers of an earlier fit must not be reused
-        self._fit_classifiers()
-        self._score_neurons()
+        rank, world = rank_and_world()
+        if rank == 0:
+            self._fit_classifiers()
+            self._score_neurons()
+        if world > 1:
+            self._share_fitted()
         return self
 
-    def _collect(self, bank, images, features, leaf, under, leaf_sets, first_image):
-        pair_image, pair_concept = under.nonzero(as_tuple=True)
-        if len(pair_image) == 0:
-            return
-        if self.saliency_target == "concept":
-            targets = [leaf_sets[k] for k in pair_concept.tolist()]
-            saliency = self._saliency(images[pair_image.to(self.device)], targets)
-        else:
-            saliency = self._saliency(images, leaf.tolist())[pair_image.to(images.device)]
-        regions = responsible_regions(saliency, self.threshold, self.aggregation, self.percentile)
-        responsible = regions.responsible[:, 0].cpu()  # P x h x w
-        # Background: positions responsible for none of the image's concepts.
-        any_responsible = torch.zeros(features.shape[0], *responsible.shape[1:], dtype=torch.bool)
-        any_responsible.index_put_((pair_image,), responsible, accumulate=True)
-        has_concept = under.any(1)
-        background = ~any_responsible & has_concept[:, None, None]
-        positions = features.permute(0, 2, 3, 1).cpu()  # N x h x w x D
-        p, i, j = responsible.nonzero(as_tuple=True)
-        n, bi, bj = background.nonzero(as_tuple=True)
-        rows_image = torch.cat([pair_image[p], n])
-        bank.add(
-            torch.cat([positions[pair_image[p], i, j], positions[n, bi, bj]]),
-            torch.cat([pair_concept[p], torch.full((len(n),), -1)]),
-            leaf[rows_image],
-            first_image + rows_image,
-        )
+    def _fitted_tensors(self) -> List[Tensor]:
+        """Scores, standard errors, coef, intercept, F1 and held-out scores, as :meth:`_set_fitted` takes them."""
+        held_out = torch.tensor([[getattr(c, name, float("nan")) for name in HELD_OUT_SCORES] for c in self.classifiers_],
+                                dtype=torch.float64)
+        return [self.scores_, self.standard_errors_, torch.stack([c.coef_ for c in self.classifiers_]),
+                torch.stack([c.intercept_ for c in self.classifiers_]), self.f1_.double(), held_out]
+
+    def _set_fitted(self, scores: Tensor, errors: Tensor, coef: Tensor, intercept: Tensor, f1: Tensor,
+                    held_out: Tensor) -> None:
+        self.scores_, self.standard_errors_ = scores, errors
+        self.f1_ = f1.float()
+        self.classifiers_ = []
+        for k, concept in enumerate(self.concepts):
+            classifier = ConceptClassifier(**{key: v for key, v in self.classifier_kwargs.items()
+                                              if key in ("epochs", "batch_size", "lr", "weight_decay", "holdout")})
+            classifier.coef_, classifier.intercept_ = coef[k], intercept[k]
+            classifier.concept, classifier.f1_ = concept, float(f1[k])
+            for name, value in zip(HELD_OUT_SCORES, held_out[k].tolist()):
+                if name != "f1_":  # the F1 is f1[k]
+                    setattr(classifier, name, value)
+            self.classifiers_.append(classifier)
+
+    def _share_fitted(self) -> None:
+        """Every rank takes rank 0's classifiers and scores."""
+        width, n_concepts = self.bank_.rows()[0].shape[1], len(self.concepts)
+        placeholders = [torch.zeros(width, n_concepts), torch.zeros(width, n_concepts), torch.zeros(n_concepts, width),
+                        torch.zeros(n_concepts), torch.zeros(n_concepts, dtype=torch.float64),
+                        torch.zeros(n_concepts, len(HELD_OUT_SCORES), dtype=torch.float64)]
+        mine = self._fitted_tensors() if rank_and_world()[0] == 0 else placeholders
+        self._set_fitted(*broadcast_from_rank0(mine))
 
     def _training_data(self) -> Tuple[Tensor, Tensor, Tensor]:
         """(vectors, targets, image ids) of the bank, built once per fit (or load)."""
@@ -550,18 +531,14 @@ class HINT:
             shapley_kwargs=config["shapley_kwargs"], n_regions=config["n_regions"],
             batch_size=config["batch_size"], seed=config["seed"], progress=progress,
         )
-        hint.scores_, hint.standard_errors_ = tensors["scores"], tensors["standard_errors"]
-        hint.f1_ = torch.tensor(config["f1"], dtype=torch.float32)
+        held_out = config.get("held_out", {})
+        hint._set_fitted(
+            tensors["scores"], tensors["standard_errors"], tensors["coef"], tensors["intercept"],
+            torch.tensor(config["f1"], dtype=torch.float64),
+            torch.tensor([[held_out.get(c, {}).get(name.rstrip("_"), float("nan")) for name in HELD_OUT_SCORES]
+                          for c in hint.concepts], dtype=torch.float64),
+        )
         hint.n_images_ = config["n_images"]
-        hint.classifiers_ = []
-        for k, concept in enumerate(hint.concepts):
-            classifier = ConceptClassifier(**{key: v for key, v in config["classifier_kwargs"].items()
-                                              if key in ("epochs", "batch_size", "lr", "weight_decay", "holdout")})
-            classifier.coef_, classifier.intercept_ = tensors["coef"][k], tensors["intercept"][k]
-            classifier.concept, classifier.f1_ = concept, config["f1"][k]
-            for name, value in config.get("held_out", {}).get(concept, {}).items():
-                setattr(classifier, f"{name}_", value)
-            hint.classifiers_.append(classifier)
         hint._training = None
         hint.bank_ = RegionBank.from_state_dict(
             {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith("bank.")}, hint.seed
@@ -570,3 +547,35 @@ class HINT:
         hint._check_model_matches(path)
         return hint
 
+
+
+def fit_layers(model: nn.Module, layers: Sequence[Union[str, nn.Module]], hierarchy: ConceptHierarchy,
+               dataloader: Iterable, labels: str = "given", **hint_kwargs) -> Dict[str, HINT]:
+    """One fitted :class:`HINT` per layer from a single pass over ``dataloader``.
+
+    Every batch runs one forward pass with hooks on all the layers, and each
+    concept's backward pass reaches all of them at once
+    (:class:`~captum_hint.attr.shared_pass.SharedPassSaliency`); each layer's
+    regions go to its own bank, then each layer's classifiers and Shapley
+    values are fitted. The result equals fitting each layer on its own
+    (``HINT(model, layer, ...).fit(dataloader)``) up to float rounding.
+
+    Args:
+        model, hierarchy, hint_kwargs: as for :class:`HINT`.
+        layers: the layers (modules or dotted names), each with an N x D x h x w output.
+        dataloader, labels: as for :meth:`HINT.fit`.
+
+    Returns:
+        ``{layer name: fitted HINT}`` in the given order.
+    """
+    if labels not in ("given", "predicted"):
+        raise ValueError(f"labels: expected 'given' or 'predicted', got {labels!r}")
+    if not layers:
+        raise ValueError("layers: expected at least one layer")
+    hints = [HINT(model, layer, hierarchy, **hint_kwargs) for layer in layers]
+    names = [hint.layer for hint in hints]
+    if len(set(names)) != len(names):
+        raise ValueError(f"layers: each layer may appear once, got {names}")
+    with evaluation_mode(model, "fit_layers"):
+        banks, n_images = stream_regions(hints, dataloader, labels)
+        return {hint.layer: hint._fit_bank(bank, n_images) for hint, bank in zip(hints, banks)}

@@ -16,8 +16,9 @@ responsible position (all zeros).
 from __future__ import annotations
 
 import warnings
-from typing import Callable, Dict, List, NamedTuple, Optional, Tuple, Union
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 from captum.attr import LayerAttribution
 from torch import Tensor
@@ -255,6 +256,45 @@ class RegionBank:
         vectors, buckets, labels, images = self.rows()
         return {"vectors": vectors, "buckets": buckets, "labels": labels, "images": images,
                 "seen": torch.tensor(self.seen), "capacity": torch.tensor(self.capacity)}
+
+    @classmethod
+    def merge(cls, banks: Sequence["RegionBank"], seed: int = 0) -> "RegionBank":
+        """One bank holding, per bucket, a uniform sample of the union of the banks' streams.
+
+        How many rows of the merged reservoir come from each bank is drawn
+        from the multivariate hypergeometric distribution over the numbers of
+        vectors each bank was *offered* (``seen``), then that many of its
+        stored rows are drawn at random: the result is distributed exactly as
+        one reservoir fed every stream. When no bank dropped a row and the
+        union fits, every row is kept. Rows are ordered by image id (stable),
+        so banks of disjoint image shards merge into the order one pass over
+        all images gives.
+        """
+        if not banks:
+            raise ValueError("banks: expected at least one RegionBank")
+        first = banks[0]
+        if any(bank.capacity != first.capacity for bank in banks):
+            raise ValueError("banks: every bank must have the same concepts and capacities")
+        dtype = torch.float32 if any(bank.dtype == torch.float32 for bank in banks) else first.dtype
+        merged = cls(first.n_concepts, first.capacity[0] if first.n_concepts else 1, first.capacity[-1], dtype, seed)
+        merged.capacity = list(first.capacity)
+        rng = np.random.default_rng(seed)
+        generator = torch.Generator().manual_seed(seed)
+        for b, capacity in enumerate(first.capacity):
+            seen = [bank.seen[b] for bank in banks]
+            if sum(seen) == 0:
+                continue
+            parts = [(bank._vectors[b], bank._labels[b], bank._images[b]) for bank, n in zip(banks, seen) if n]
+            if sum(seen) > capacity or any(len(p[0]) < n for p, n in zip(parts, filter(None, seen))):
+                counts = rng.multivariate_hypergeometric(seen, min(capacity, sum(seen)), method="marginals")
+                parts = [tuple(t[torch.randperm(len(p[0]), generator=generator)[:c].sort().values] for t in p)
+                         for p, c in zip(parts, [int(c) for c, n in zip(counts, seen) if n])]
+            vectors, labels, images = (torch.cat(column) for column in zip(*parts))
+            order = torch.sort(images, stable=True).indices
+            merged._vectors[b] = vectors[order].to(dtype)
+            merged._labels[b], merged._images[b] = labels[order], images[order]
+        merged.seen = [sum(bank.seen[b] for bank in banks) for b in range(len(first.capacity))]
+        return merged
 
     @classmethod
     def from_state_dict(cls, state: Dict[str, Tensor], seed: int = 0) -> "RegionBank":

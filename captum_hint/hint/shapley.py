@@ -182,7 +182,8 @@ class NeuronConceptShapley:
         retrain_steps: int = 30,
         seed: Optional[int] = None,
         generator: Optional[torch.Generator] = None,
-        chunk_elements: int = 1 << 24,
+        chunk_elements: int = 1 << 22,
+        antithetic: bool = False,
         return_standard_error: bool = False,
         progress: bool = False,
     ):
@@ -198,8 +199,10 @@ class NeuronConceptShapley:
                 (default: ``regions``).
             n_permutations: permutations per region (per round when
                 ``target_error`` is set).
-            target_error: keep adding rounds of ``n_permutations`` until every
-                standard error is below this, or ``max_permutations`` is reached.
+            target_error: keep adding rounds of ``n_permutations`` to a block
+                of regions until the block's standard error of every value is
+                below this (then so is the overall one), or
+                ``max_permutations`` is reached.
             absolute: Eq. 2 (mean over regions of |per-region value|); False
                 gives signed values.
             fast: use the cumulative-logit path for linear classifiers.
@@ -209,8 +212,15 @@ class NeuronConceptShapley:
             retrain_steps: Adam steps per re-fit.
             seed / generator: reproducible draws.
             chunk_elements: bound on the P x R x K x C work tensor (the naive
-                path's P x R x (C+1) x K is bounded alike); results do not
-                depend on it for a given seed within a path's block size.
+                path's P x R x (C+1) x K is bounded alike). Regions are
+                processed in blocks of about ``chunk_elements / (C K P)`` rows,
+                each through all its permutations (and ``target_error``
+                rounds), keeping only per-block sums: memory does not grow
+                with R. Results depend on it only through the block size.
+            antithetic: pair every random order with its reverse (same
+                baseline rows) and average each pair: a variance reduction
+                at the same number of permutations (``n_permutations`` must be
+                even); standard errors are taken over the pairs.
             return_standard_error: also return the standard errors.
 
         Returns:
@@ -225,6 +235,8 @@ class NeuronConceptShapley:
         check_positive_int("max_permutations", max_permutations)
         check_positive_int("chunk_elements", chunk_elements)
         check_positive_int("retrain_steps", retrain_steps)
+        if antithetic and (n_permutations % 2 or retrain):
+            raise ValueError("antithetic: needs an even n_permutations (orders come in pairs) and retrain=False")
         if target_error is not None:
             check_number("target_error", target_error, low=0.0, low_open=True)
         if seed is not None and generator is not None:
@@ -264,7 +276,7 @@ class NeuronConceptShapley:
         else:
             values, errors = self._attribute_sampled(
                 regions, pool, fixed, n_permutations, target_error, max_permutations, absolute, fast,
-                generator, chunk_elements, progress,
+                generator, chunk_elements, antithetic, progress,
             )
         if self._single:
             values, errors = values[:, 0], errors[:, 0]
@@ -272,7 +284,7 @@ class NeuronConceptShapley:
         return (values, errors) if return_standard_error else values
 
     def _attribute_sampled(self, regions, pool, fixed, n_perm, target_error, max_perm, absolute, fast,
-                           generator, chunk_elements, progress):
+                           generator, chunk_elements, antithetic, progress):
         n_regions, n_neurons = regions.shape
         n_concepts = self._linear[0].shape[0] if self._linear is not None else self._value(regions[:1]).shape[-1]
         use_fast = fast and self._linear is not None
@@ -282,41 +294,50 @@ class NeuronConceptShapley:
         rows_per_block = max(1, chunk_elements // (n_neurons * n_concepts * n_perm))
         per_row = n_neurons * n_concepts * (1 if use_fast else n_neurons + 1)
         rows_per_chunk = max(1, chunk_elements // (per_row * n_perm))
-        total = torch.zeros(n_regions, n_concepts, n_neurons, dtype=regions.dtype)
-        total_sq = torch.zeros_like(total)
-        done = 0
-        bar = tqdm(total=target_error and max_perm or n_perm, desc="Shapley permutations", disable=not progress, leave=False)
-        while True:
-            for block in range(0, n_regions, rows_per_block):
-                size = min(rows_per_block, n_regions - block)
-                orders, rows = self._draw(n_perm, size, n_neurons, len(pool) if fixed is None else 0, True, generator)
+        # Only per-block sums are kept, so memory does not grow with the number of regions.
+        value_sum = torch.zeros(n_concepts, n_neurons, dtype=regions.dtype)
+        variance_sum = torch.zeros_like(value_sum)
+        used = 0
+        blocks = range(0, n_regions, rows_per_block)
+        for block in tqdm(blocks, desc="Shapley region blocks", disable=not progress, leave=False):
+            size = min(rows_per_block, n_regions - block)
+            total = torch.zeros(size, n_concepts, n_neurons, dtype=regions.dtype)
+            total_sq = torch.zeros_like(total)
+            done = 0  # sampling units: permutations, or antithetic pairs of them
+            while True:
+                half = n_perm // 2 if antithetic else n_perm
+                orders, rows = self._draw(half, size, n_neurons, len(pool) if fixed is None else 0, True, generator)
+                if antithetic:  # each order and its reverse, on the same baseline rows
+                    orders = torch.cat([orders, orders.flip(-1)])
+                    rows = None if rows is None else torch.cat([rows, rows])
                 for start in range(0, size, rows_per_chunk):
                     part = slice(start, start + rows_per_chunk)
                     chunk = regions[block + start : block + min(start + rows_per_chunk, size)]
-                    baselines = pool[rows[:, part]] if fixed is None else fixed.expand(n_perm, len(chunk), n_neurons)
+                    baselines = pool[rows[:, part]] if fixed is None else fixed.expand(len(orders), len(chunk), n_neurons)
                     gains = contributions(chunk, baselines, orders[:, part])
-                    where = slice(block + start, block + start + len(chunk))
-                    total[where] += gains.sum(0)
-                    total_sq[where] += (gains * gains).sum(0)
-            done += n_perm
-            bar.update(n_perm)
-            values, errors = self._summarize(total, total_sq, done, absolute)
-            if target_error is None or done + n_perm > max_perm or errors.max() <= target_error:
-                break
-        bar.close()
-        self.n_permutations_ = done
-        return values, errors
+                    if antithetic:
+                        gains = gains[:half].add_(gains[half:]).mul_(0.5)
+                    total[start : start + len(chunk)] += gains.sum(0)
+                    total_sq[start : start + len(chunk)] += gains.square_().sum(0)
+                done += half
+                mean, variance = self._moments(total, total_sq, done)
+                block_error = (variance.sum(0) / done).sqrt() / size
+                units = max_perm // 2 if antithetic else max_perm
+                if target_error is None or done + half > units or block_error.max() <= target_error:
+                    break
+            value_sum += (mean.abs() if absolute else mean).sum(0)
+            # first-order: |.| does not change a mean's variance; regions are independent
+            variance_sum += variance.sum(0) / done
+            used = max(used, 2 * done if antithetic else done)
+        self.n_permutations_ = used
+        return value_sum.T / n_regions, variance_sum.sqrt().T / n_regions
 
     @staticmethod
-    def _summarize(total, total_sq, count, absolute):
-        """Values C x K and standard errors from per-region sums (regions independent)."""
+    def _moments(total, total_sq, count):
+        """Per-region means and unbiased variances of the sampling units from their sums."""
         mean = total / count  # R x K x C
         variance = (total_sq / count - mean * mean).clamp_min(0) * (count / max(count - 1, 1))
-        per_region = mean.abs() if absolute else mean
-        values = per_region.mean(0).T
-        # first-order: |.| does not change a mean's variance; regions are independent
-        errors = (variance.sum(0) / count).sqrt().T / mean.shape[0]
-        return values, errors
+        return mean, variance
 
     def _attribute_retrained(self, regions, pool, fixed, training_data, n_perm, steps, absolute, generator, progress):
         if self._linear is None:

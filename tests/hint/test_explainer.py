@@ -359,3 +359,24 @@ def test_non_finite_settings_are_rejected(small_net, small_fit):
     hint, images = small_fit
     with pytest.raises(ValueError, match="top_fraction: expected a finite number, got nan"):
         hint.localize(images[:2], "thing", top_fraction=float("nan"))
+
+
+@pytest.mark.parametrize("saliency", ["gradient", "smoothgrad", "guided_backprop"])
+def test_fit_layers_in_one_pass_equals_separate_fits(saliency):
+    from captum_hint.hint.explainer import fit_layers
+
+    hierarchy = ConceptHierarchy.from_paths(["a/c0", "a/c1", "a/c2", "b/c3", "b/c4", "b/c5"])
+    generator = torch.Generator().manual_seed(2)
+    loader = DataLoader(TensorDataset(torch.randn(24, 3, 8, 8, generator=generator), torch.arange(24) % 6), batch_size=8)
+    settings = dict(concepts=["a", "b"], saliency=saliency, saliency_kwargs={"n_samples": 3} if saliency == "smoothgrad" else {},
+                    shapley_kwargs={"n_permutations": 8}, progress=False)
+    net = SmallNet().eval()
+    together = fit_layers(net, ["features.2", "features.3"], hierarchy, loader, **settings)
+    assert list(together) == ["features.2", "features.3"]
+    for layer, hint in together.items():
+        alone = HINT(net, layer, hierarchy, **settings).fit(loader)
+        for got, expected in zip(hint.bank_.rows(), alone.bank_.rows()):
+            torch.testing.assert_close(got, expected)
+        torch.testing.assert_close(hint.scores_, alone.scores_)
+    with pytest.raises(ValueError, match="layers: each layer may appear once"):
+        fit_layers(net, ["features.2", "features.2"], hierarchy, loader, **settings)

@@ -1,0 +1,104 @@
+"""Neuron-concept Shapley at HINT's size: time and peak memory against R, and antithetic orders.
+
+Part 1 (``scale``): 1280 neurons x 10 concepts x 200 permutations at R = 2,000
+and 20,000 regions, each in a fresh process so its peak RSS is its own; prints
+seconds, regions/s and peak memory, and the ratio 20k/2k of each.
+
+Part 2 (``antithetic``): error against the exact value (12 neurons, 3
+concepts, 32 regions, 40 seeds) of plain and antithetic permutations at equal
+time: the plain sampler gets the permutations that fit in the antithetic
+sampler's time.
+
+    .venv/bin/python benchmarks/shapley_scale.py [scale|antithetic] [--regions 2000 20000]
+"""
+
+import argparse
+import resource
+import subprocess
+import sys
+import time
+
+import torch
+
+from captum_hint.hint.classifiers import ConceptClassifier
+from captum_hint.hint.shapley import NeuronConceptShapley, exact_shapley
+
+
+def classifiers(n_neurons, n_concepts, generator, scale=1.0):
+    made = []
+    for _ in range(n_concepts):
+        c = ConceptClassifier()
+        c.coef_ = scale * torch.randn(n_neurons, generator=generator) / n_neurons ** 0.5
+        c.intercept_ = torch.tensor(-0.5)
+        made.append(c)
+    return made
+
+
+def one_scale_run(n_regions):
+    torch.set_num_threads(2)
+    generator = torch.Generator().manual_seed(0)
+    shapley = NeuronConceptShapley(classifiers(1280, 10, generator, scale=4.0))
+    regions = torch.randn(n_regions, 1280, generator=generator).relu_()
+    pool = torch.randn(4096, 1280, generator=generator).relu_()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    shapley.attribute(regions, pool=pool, n_permutations=200, seed=0)
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(f"{seconds:.2f} {peak / 1024:.0f} {(peak - before) / 1024:.0f}")
+
+
+def scale(regions_list):
+    print(f"{'regions':>8} {'seconds':>9} {'regions/s':>10} {'peak RSS MB':>12} {'growth MB':>10}")
+    rows = {}
+    for n_regions in regions_list:
+        out = subprocess.run([sys.executable, __file__, "_one", str(n_regions)], capture_output=True, text=True,
+                             check=True).stdout.split()
+        seconds, peak, growth = float(out[0]), float(out[1]), float(out[2])
+        rows[n_regions] = (seconds, peak)
+        print(f"{n_regions:>8} {seconds:>9.1f} {n_regions / seconds:>10.1f} {peak:>12.0f} {growth:>10.0f}")
+    if len(rows) > 1:
+        (r0, (s0, p0)), (r1, (s1, p1)) = list(rows.items())[0], list(rows.items())[-1]
+        print(f"R {r0} -> {r1}: time x{s1 / s0:.2f} (regions x{r1 / r0:.0f}), peak memory x{p1 / p0:.2f} (target <= 1.2)")
+
+
+def antithetic():
+    torch.set_num_threads(2)
+    generator = torch.Generator().manual_seed(0)
+    made = classifiers(12, 3, generator, scale=4.0)
+    regions = 1.5 * torch.randn(32, 12, generator=generator)
+    baseline = torch.zeros(12)
+    exact = exact_shapley(made, regions, baseline, absolute=False)
+    shapley = NeuronConceptShapley(made)
+
+    def run(n_perm, anti, seeds=range(40)):
+        start = time.perf_counter()
+        errors = [((shapley.attribute(regions, baseline=baseline, n_permutations=n_perm, absolute=False, seed=s,
+                                      antithetic=anti) - exact) ** 2).mean() for s in seeds]
+        return (time.perf_counter() - start) / len(seeds), torch.stack(errors).mean().sqrt().item()
+
+    print(f"{'permutations':>12} {'plain s':>9} {'plain RMSE':>11} {'anti s':>9} {'anti RMSE':>10} {'RMSE ratio':>11}")
+    for n_perm in (8, 32, 128):
+        run(n_perm, False, range(3)), run(n_perm, True, range(3))  # warm-up
+        plain_s, plain_e = run(n_perm, False)
+        anti_s, anti_e = run(n_perm, True)
+        # equal time: give the plain sampler the permutations that fit in the antithetic time
+        equal = max(1, round(n_perm * anti_s / plain_s))
+        eq_s, eq_e = run(equal, False)
+        print(f"{n_perm:>12} {plain_s:>9.4f} {plain_e:>11.5f} {anti_s:>9.4f} {anti_e:>10.5f} {anti_e / plain_e:>11.2f}"
+              f"   plain at equal time ({equal} perms, {eq_s:.4f} s): RMSE {eq_e:.5f}, anti/plain {anti_e / eq_e:.2f}")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["_one"]:
+        one_scale_run(int(sys.argv[2]))
+        sys.exit()
+    parser = argparse.ArgumentParser()
+    parser.add_argument("part", nargs="?", default="both", choices=["scale", "antithetic", "both"])
+    parser.add_argument("--regions", type=int, nargs="+", default=[2000, 20000])
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads available, 2 used")
+    if args.part in ("antithetic", "both"):
+        antithetic()
+    if args.part in ("scale", "both"):
+        scale(args.regions)

@@ -1,0 +1,174 @@
+"""HINT's data pass: images -> layer saliency -> responsible regions -> region banks.
+
+One forward pass per batch serves every concept of every image and every
+layer being fitted (:class:`~captum_hint.attr.shared_pass.SharedPassSaliency`),
+and the regions of each layer go to that layer's bounded
+:class:`~captum_hint.hint.regions.RegionBank`. Under ``torch.distributed``
+each rank streams its own shard and the banks are merged afterwards
+(:mod:`captum_hint.hint.distributed`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Iterable, List, Sequence, Tuple
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ..attr import SALIENCY_METHODS
+from ..attr._base import check_image_batch
+from ..attr.shared_pass import SharedPassSaliency
+from ..core.checks import check_finite
+from ..datasets.samples import split_batch
+from .distributed import merge_banks_across_ranks, rank_and_world, sum_across_ranks
+from .regions import RegionBank, responsible_regions
+
+__all__ = ["shared_pass_settings", "stream_regions"]
+
+#: HINT ``saliency_kwargs`` each shared-pass method understands, and the name the pass gives them.
+_SETTINGS = {
+    "smoothgrad": {"n_samples": "n_samples", "noise_level": "noise_level", "seed": "seed", "generator": "generator",
+                   "nt_samples_batch_size": None},
+    "integrated_gradients": {"n_steps": "n_steps", "method": "integration", "baselines": "baselines",
+                             "internal_batch_size": None},
+}
+
+
+def shared_pass_settings(method: str, saliency_kwargs: Dict[str, Any]) -> Dict[str, Any]:
+    """The :meth:`SharedPassSaliency.collect` keywords for HINT's ``saliency_kwargs``.
+
+    Batch-size arguments (``nt_samples_batch_size``, ``internal_batch_size``)
+    are accepted and superseded by HINT's ``batch_size`` (rows per pass).
+    """
+    known = _SETTINGS.get(method, {})
+    unknown = sorted(set(saliency_kwargs) - set(known))
+    if unknown:
+        expected = ", ".join(known) if known else "none"
+        raise ValueError(f"saliency_kwargs: {', '.join(map(repr, unknown))} not understood by {method!r} "
+                         f"(expected: {expected})")
+    return {known[k]: v for k, v in saliency_kwargs.items() if known[k] is not None}
+
+
+def _layer_rows(hint, activations: Tensor, saliency: Tensor, pair_image: Tensor, pair_concept: Tensor,
+                leaf: Tensor, under: Tensor, image_ids: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Bank rows (vectors, buckets, leaf labels, image ids) of one layer for one batch."""
+    if activations.dim() != 4:
+        raise ValueError(f"layer: HINT needs a layer whose output is N x D x h x w (spatial); {hint.layer!r} gives "
+                         f"{tuple(activations.shape)}")
+    check_finite(f"layer {hint.layer!r} output", activations, "the model's activations must be finite")
+    regions = responsible_regions(saliency, hint.threshold, hint.aggregation, hint.percentile)
+    responsible = regions.responsible[:, 0].cpu()  # P x h x w
+    # Background: positions responsible for none of the image's concepts.
+    any_responsible = torch.zeros(activations.shape[0], *responsible.shape[1:], dtype=torch.bool)
+    any_responsible.index_put_((pair_image,), responsible, accumulate=True)
+    background = ~any_responsible & under.any(1)[:, None, None]
+    positions = activations.permute(0, 2, 3, 1).cpu()  # N x h x w x D
+    p, i, j = responsible.nonzero(as_tuple=True)
+    n, bi, bj = background.nonzero(as_tuple=True)
+    rows_image = torch.cat([pair_image[p], n])
+    return (torch.cat([positions[pair_image[p], i, j], positions[n, bi, bj]]),
+            torch.cat([pair_concept[p], torch.full((len(n),), -1)]), leaf[rows_image], image_ids[rows_image])
+
+
+class _Batch:
+    """Labels of one batch, decided from the given labels or from the logits of its first pass."""
+
+    def __init__(self, lead, membership: Tensor, given, labels: str):
+        self.lead, self.membership, self.given, self.labels = lead, membership, given, labels
+        self.leaf_parts: List[Tensor] = []
+
+    def select(self, logits: Tensor, first: int) -> Tuple[Tensor, Tensor]:
+        if logits.shape[1] != self.lead.hierarchy.num_classes:
+            raise ValueError(f"hierarchy: has {self.lead.hierarchy.num_classes} leaves but the model gives "
+                             f"{logits.shape[1]} classes")
+        if self.labels == "predicted" or self.given is None:
+            leaf = logits.argmax(1).cpu()
+        else:
+            leaf = self.lead.hierarchy.check_labels(torch.as_tensor(self.given)[first : first + len(logits)].cpu())
+        self.leaf_parts.append(leaf)
+        if self.lead.saliency_target == "leaf":
+            return torch.arange(len(leaf)), leaf
+        return self.membership[:, leaf].T.nonzero(as_tuple=True)
+
+    @property
+    def leaf(self) -> Tensor:
+        return torch.cat(self.leaf_parts)
+
+
+def _saliency_pass(hints, images: Tensor, batch: _Batch, generator):
+    """(activations per layer, saliency per layer, pair images, pair concepts) of one batch."""
+    lead = hints[0]
+    layers = [hint.layer_module for hint in hints]
+    concept_target = lead.saliency_target == "concept"
+    leaf_sets = [lead.hierarchy.leaves_under(c) for c in lead.concepts] if concept_target else None
+    if lead.saliency in SALIENCY_METHODS:
+        method = SharedPassSaliency(lead.model, layers, lead.saliency, concepts=leaf_sets)
+        settings = shared_pass_settings(lead.saliency, lead.saliency_kwargs)
+        if lead.saliency == "smoothgrad" and "seed" not in settings and "generator" not in settings:
+            settings["generator"] = generator
+        result = method.collect(images, batch.select, max_rows=lead.batch_size, **settings)
+        pair_image, pair_column = result.pair_image, result.pair_column
+        activations, saliency = result.activations, result.saliency
+    else:  # a user's saliency class: one call per pair batch, after a forward for the labels
+        activations, logits = [], None
+        for hint in hints:
+            logits, features = hint._forward_with_features(images)
+            activations.append(features)
+        pair_image, pair_column = batch.select(logits, 0)
+        targets = [set(leaf_sets[k]) for k in pair_column.tolist()] if concept_target else pair_column.tolist()
+        saliency = [hint._saliency(images[pair_image.to(images.device)], targets) for hint in hints]
+    leaf = batch.leaf
+    if not concept_target:  # one map per image, shared by the concepts it falls under
+        under = batch.membership[:, leaf].T
+        pair_image, pair_concept = under.nonzero(as_tuple=True)
+        saliency = [s[pair_image.to(s.device)] for s in saliency]
+    else:
+        pair_concept = pair_column
+    return activations, saliency, pair_image, pair_concept, leaf
+
+
+def stream_regions(hints: Sequence, dataloader: Iterable, labels: str) -> Tuple[List[RegionBank], int]:
+    """Stream ``dataloader`` once and fill one region bank per HINT (all share model, concepts and saliency).
+
+    Returns:
+        (banks, number of images), merged over ranks when ``torch.distributed``
+        is initialized with more than one process.
+    """
+    lead = hints[0]
+    rank, world = rank_and_world()
+    membership = lead.hierarchy.membership(lead.concepts)  # K x C
+    banks = [RegionBank(len(h.concepts), h.max_regions_per_concept, h.max_background, h.store_dtype, h.seed)
+             for h in hints]
+    # Each rank draws its own noise; rank 0 alone draws what a single process draws.
+    generator = torch.Generator(device=lead.device).manual_seed(lead.seed + rank)
+    n_local = 0
+    images_under = torch.zeros(len(lead.concepts), dtype=torch.long)
+    for raw in tqdm(dataloader, desc="HINT regions", disable=not lead.progress):
+        images, given = split_batch(raw)
+        check_image_batch(images)
+        images = images.to(lead.device)
+        for hint in hints:
+            hint.input_shape_ = tuple(images.shape[1:])
+        batch = _Batch(lead, membership, given, labels)
+        activations, saliency, pair_image, pair_concept, leaf = _saliency_pass(hints, images, batch, generator)
+        under = membership[:, leaf].T  # N x K
+        images_under += under.sum(0)
+        # With DistributedSampler(shuffle=False) this is the dataset index of the image.
+        image_ids = (n_local + torch.arange(len(images))) * world + rank
+        for hint, bank, layer_activations, layer_saliency in zip(hints, banks, activations, saliency):
+            bank.add(*_layer_rows(hint, layer_activations, layer_saliency, pair_image, pair_concept, leaf, under,
+                                  image_ids))
+        n_local += len(images)
+    n_images = n_local
+    if world > 1:
+        banks = [merge_banks_across_ranks(bank, lead.seed) for bank in banks]
+        n_images = int(sum_across_ranks(torch.tensor([n_local]))[0])
+        images_under = sum_across_ranks(images_under)
+    for hint, bank in zip(hints, banks):
+        empty = [k for k, count in enumerate(bank.counts()[:-1].tolist()) if count == 0]
+        if empty:
+            detail = ", ".join(f"{lead.concepts[k]} ({int(images_under[k])} images under it)" for k in empty)
+            raise ValueError(f"concepts: no responsible regions were collected for {detail} (layer {hint.layer!r}); "
+                             "add images of these concepts or drop them from the concept set")
+    return banks, n_images
