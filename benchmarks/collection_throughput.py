@@ -21,7 +21,6 @@ demo (the demo's concept set: every image falls under several concepts),
 """
 
 import argparse
-import resource
 import subprocess
 import sys
 import time
@@ -30,7 +29,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from captum_hint.app.demo import DEMO_CONCEPTS, DEMO_SCENES
-from captum_hint.attr import LayerGradient
+from captum_hint.attr import LayerGradient, LayerSmoothGrad
 from captum_hint.concepts import ConceptHierarchy
 from captum_hint.datasets import StampScenes, collate_samples, load_model
 from captum_hint.hint import HINT
@@ -44,9 +43,13 @@ class PerPairGradient(LayerGradient):
     """LayerGradient under another name: HINT then takes its per-pair path (one call per pair batch)."""
 
 
+class PerPairSmoothGrad(LayerSmoothGrad):
+    """LayerSmoothGrad (Captum's NoiseTunnel) on HINT's per-pair path."""
+
+
 def setup(n_images):
     torch.set_num_threads(2)
-    spec = load_model("efficientnet_lite0")
+    spec = load_model("efficientnet-lite0")
     hierarchy = ConceptHierarchy.imagenet()
     scenes = StampScenes("train", n_images, objects=(1, 1), seed=0, **DEMO_SCENES)
     samples = [scenes[i] for i in range(len(scenes))]
@@ -102,16 +105,25 @@ def batch1_seconds(spec, hierarchy, samples, concepts):
     return timed(run)
 
 
+def _status_mb(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
 def memory_run(batch_size, n_concepts, saliency, n_samples, n_images):
     spec, hierarchy, samples, concepts = setup(n_images)
     kwargs = {"n_samples": n_samples} if saliency == "smoothgrad" else {}
     run = collect(spec, hierarchy, samples, concepts[:n_concepts], saliency, kwargs, batch_size=batch_size)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with open("/proc/self/clear_refs", "w") as handle:  # Linux: reset the peak RSS (VmHWM) to the current RSS
+        handle.write("5")
+    before = _status_mb("VmRSS")
     run()
-    print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
+    print(_status_mb("VmHWM") - before)
 
 
-def main(n_images):
+def main(n_images, parts):
     spec, hierarchy, samples, concepts = setup(n_images)
     images = torch.stack([s["image"] for s in samples])
     membership = hierarchy.membership(concepts)
@@ -120,6 +132,13 @@ def main(n_images):
           f"image-concept pairs, {torch.get_num_threads()} threads, torch {torch.__version__}")
     floor = floor_seconds(spec.model, spec.model.get_submodule(spec.layer), images)
     print(f"floor (batched forward + 1 backward to the layer): {len(images) / floor:.1f} images/s")
+    if "speed" in parts:
+        speed(spec, hierarchy, samples, concepts, images, floor)
+    if "memory" in parts:
+        memory(concepts, n_images)
+
+
+def speed(spec, hierarchy, samples, concepts, images, floor):
     print(f"{'method':<22} {'target':<8} {'images/s':>9} {'x floor':>8}   (target >= 0.8)")
     for method, kwargs in METHODS.items():
         for target in ("concept", "leaf"):
@@ -134,15 +153,18 @@ def main(n_images):
     print(f"gradient, concept targets: shared pass {shared:.2f} s, per-pair path {per_pair:.2f} s "
           f"(x{per_pair / shared:.2f}), batch-1 loop {batch1:.2f} s (x{batch1 / shared:.2f}; target >= 5)")
     smooth = timed(collect(spec, hierarchy, samples, concepts, "smoothgrad", {"n_samples": 8}))
-    smooth_pairs = timed(collect(spec, hierarchy, samples, concepts, PerPairGradient, {}))  # noise-free lower bound
-    print(f"smoothgrad n=8, concept targets: shared pass {smooth:.2f} s; per-pair path would need >= 8 x "
-          f"{smooth_pairs:.2f} s = {8 * smooth_pairs:.1f} s (x{8 * smooth_pairs / smooth:.1f})")
+    smooth_pairs = timed(collect(spec, hierarchy, samples, concepts, PerPairSmoothGrad, {"n_samples": 8}))
+    print(f"smoothgrad n=8, concept targets: shared pass {smooth:.2f} s, per-pair path (NoiseTunnel) "
+          f"{smooth_pairs:.2f} s (x{smooth_pairs / smooth:.2f})")
     layers = list(spec.layers)
     together = timed(collect(spec, hierarchy, samples, concepts, "gradient", {}, "leaf", layers=layers))
     apart = sum(timed(collect(spec, hierarchy, samples, concepts, "gradient", {}, "leaf", layers=[layer]))
                 for layer in layers)
     print(f"{len(layers)} layers {layers}: one pass {together:.2f} s, one pass per layer {apart:.2f} s "
           f"(x{apart / together:.2f})")
+
+
+def memory(concepts, n_images):
     print(f"{'peak RSS growth MB':<20} {'batch':>6} {'concepts':>9} {'saliency':>18}")
     for batch_size, n_concepts, saliency, n_samples in [(16, 1, "gradient", 0), (16, len(concepts), "gradient", 0),
                                                         (64, 1, "gradient", 0), (64, len(concepts), "gradient", 0),
@@ -160,4 +182,6 @@ if __name__ == "__main__":
         sys.exit()
     parser = argparse.ArgumentParser()
     parser.add_argument("--images", type=int, default=48)
-    main(parser.parse_args().images)
+    parser.add_argument("--parts", nargs="+", default=["speed", "memory"], choices=["speed", "memory"])
+    args = parser.parse_args()
+    main(args.images, args.parts)

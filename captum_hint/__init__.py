@@ -17,7 +17,7 @@ from . import attr
 from .app.plotting import to_hwc
 from .concepts import ConceptHierarchy, ConceptScore, concept_scores
 from .hint import (HINT, ConceptClassifier, NeuronConceptShapley, RegionBank, Regions, aggregate_saliency,
-                   normalize_saliency, responsible_regions)
+                   fit_layers, normalize_saliency, responsible_regions)
 
 __version__ = "0.1.0"
 
@@ -32,6 +32,7 @@ __all__ = [
     "concept_scores",
     "Regions",
     "aggregate_saliency",
+    "fit_layers",
     "normalize_saliency",
     "responsible_regions",
     "to_hwc",

@@ -9,12 +9,14 @@ parameter's ``requires_grad`` flag afterwards, also when an error is raised.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import warnings
-from typing import Iterator
+from typing import Iterator, Optional
 
+import torch
 from torch import nn
 
-__all__ = ["evaluation_mode"]
+__all__ = ["evaluation_mode", "model_device"]
 
 
 @contextlib.contextmanager
@@ -45,3 +47,11 @@ def evaluation_mode(model: nn.Module, owner: str = "captum_hint") -> Iterator[nn
             module.training = flag
         for parameter, flag in requires_grad:
             parameter.requires_grad_(flag)
+
+
+def model_device(model: nn.Module, device=None) -> torch.device:
+    """``device`` if given, else the device of the model's first parameter or buffer (the CPU for none)."""
+    if device is not None:
+        return torch.device(device)
+    tensor: Optional[torch.Tensor] = next(itertools.chain(model.parameters(), model.buffers()), None)
+    return tensor.device if tensor is not None else torch.device("cpu")

@@ -157,6 +157,8 @@ def stream_regions(hints: Sequence, dataloader: Iterable, labels: str) -> Tuple[
         # With DistributedSampler(shuffle=False) this is the dataset index of the image.
         image_ids = (n_local + torch.arange(len(images))) * world + rank
         for hint, bank, layer_activations, layer_saliency in zip(hints, banks, activations, saliency):
+            if len(pair_image) == 0:  # no image of the batch is under a concept of the set
+                break
             bank.add(*_layer_rows(hint, layer_activations, layer_saliency, pair_image, pair_concept, leaf, under,
                                   image_ids))
         n_local += len(images)

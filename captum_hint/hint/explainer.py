@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 from pathlib import Path
@@ -26,7 +25,7 @@ from ..attr import SALIENCY_METHODS, saliency_method
 from ..attr._base import check_image_batch, resolve_layer
 from ..concepts.hierarchy import ConceptHierarchy
 from ..core.checks import check_finite, check_fraction, check_number, check_positive_int
-from ..core.model_state import evaluation_mode
+from ..core.model_state import evaluation_mode, model_device
 from .classifiers import HELD_OUT_SCORES, ConceptClassifier, fit_concept_classifiers
 from .collection import stream_regions
 from .distributed import broadcast_from_rank0, rank_and_world
@@ -75,9 +74,22 @@ class HINT:
         shapley_kwargs: passed to :meth:`NeuronConceptShapley.attribute`
             (defaults: ``n_permutations=64``, ``baseline="marginal"``).
         n_regions: regions Eq. 2 averages over (a seeded sample of the bank).
-        batch_size: images (or image-concept pairs) per saliency call.
-        seed: seeds every random choice.
+        batch_size: rows per forward pass of the saliency (images, SmoothGrad
+            noisy copies or IG path points): it bounds peak memory, whatever
+            the number of concepts or noise samples (see
+            :class:`~captum_hint.attr.SharedPassSaliency`).
+        seed: seeds every random choice (SmoothGrad noise on rank ``r`` of a
+            distributed run: ``seed + r``).
+        device: where the model, the classifiers and the Shapley values run
+            (default: the model's device); batches are moved there.
         progress: show tqdm bars.
+
+    Collection runs one forward pass per batch whose backward passes (one per
+    concept slot) serve every concept of every image. Under
+    ``torch.distributed`` (launched by ``torchrun``, each rank streaming its
+    shard through a ``DistributedSampler``), the ranks' region banks are
+    merged and the classifiers and Shapley values are computed on rank 0 and
+    broadcast (see :mod:`captum_hint.hint.distributed`).
 
     Fitted attributes: ``scores_`` (D x K), ``standard_errors_`` (D x K),
     ``classifiers_`` (K :class:`ConceptClassifier`), ``f1_`` (K),
@@ -148,10 +160,7 @@ class HINT:
         self.classifier_kwargs = dict(classifier_kwargs or {})
         self.shapley_kwargs = {"n_permutations": 64, "baseline": "marginal", **(shapley_kwargs or {})}
         self.n_regions, self.batch_size, self.seed, self.progress = n_regions, batch_size, seed, progress
-        if device is None:
-            tensor = next(itertools.chain(model.parameters(), model.buffers()), None)
-            device = tensor.device if tensor is not None else "cpu"
-        self.device = torch.device(device)
+        self.device = model_device(model, device)
         self._localizers: Dict[Tuple[int, Tuple[int, ...]], ConceptClassifier] = {}
 
     # ------------------------------------------------------------------ helpers
@@ -262,7 +271,7 @@ class HINT:
 
     def _fit_classifiers(self) -> None:
         vectors, targets, images = self._training_data()
-        kwargs = {"seed": self.seed, "progress": self.progress, **self.classifier_kwargs}
+        kwargs = {"seed": self.seed, "progress": self.progress, "device": self.device, **self.classifier_kwargs}
         self.classifiers_ = fit_concept_classifiers(vectors, targets, images, self.concepts, **kwargs)
         self.f1_ = torch.tensor([c.f1_ for c in self.classifiers_])
 
@@ -272,10 +281,11 @@ class HINT:
         chosen = torch.randperm(len(vectors), generator=generator)[: self.n_regions]
         pool = torch.randperm(len(vectors), generator=generator)[: 4096]
         shapley = NeuronConceptShapley(self.classifiers_)
-        kwargs = {"seed": self.seed, "progress": self.progress, **self.shapley_kwargs}
+        kwargs = {"seed": self.seed, "progress": self.progress, "device": self.device, **self.shapley_kwargs}
         self.scores_, self.standard_errors_ = shapley.attribute(
             vectors[chosen].float(), pool=vectors[pool].float(), return_standard_error=True, **kwargs
         )
+        self.scores_, self.standard_errors_ = self.scores_.cpu(), self.standard_errors_.cpu()
 
     # ------------------------------------------------------------------ associations
     def _check_fitted(self) -> None:

@@ -59,7 +59,7 @@ def _coalition_value_fn(classifiers) -> Callable[[Tensor], Tensor]:
     linear = _as_linear(classifiers)
     if linear is not None:
         coef, intercept = linear
-        return lambda x: torch.sigmoid(x @ coef.T.to(x.dtype) + intercept.to(x.dtype))
+        return lambda x: torch.sigmoid(x @ coef.T.to(x) + intercept.to(x))
     if callable(classifiers):
         return lambda x: _ensure_concept_dim(classifiers(x), x)
     raise TypeError(
@@ -133,17 +133,18 @@ class NeuronConceptShapley:
 
     # ------------------------------------------------------------------ draws
     @staticmethod
-    def _draw(n_perm: int, n_regions: int, n_neurons: int, pool_size: int, per_region: bool, generator):
-        """Random neuron orders (P x R x C, or P x 1 x C shared) and baseline rows (P x R)."""
+    def _draw(n_perm: int, n_regions: int, n_neurons: int, pool_size: int, per_region: bool, generator,
+              device=None):
+        """Random neuron orders (P x R x C, or P x 1 x C shared) and baseline rows (P x R), drawn on the CPU."""
         shape = (n_perm, n_regions if per_region else 1, n_neurons)
-        orders = torch.rand(shape, generator=generator).argsort(-1)
-        rows = torch.randint(pool_size, (n_perm, n_regions), generator=generator) if pool_size else None
+        orders = torch.rand(shape, generator=generator).argsort(-1).to(device)
+        rows = torch.randint(pool_size, (n_perm, n_regions), generator=generator).to(device) if pool_size else None
         return orders, rows
 
     # ------------------------------------------------------------------ paths
     def _contributions_fast(self, regions: Tensor, baselines: Tensor, orders: Tensor) -> Tensor:
         """Marginal contributions P x R x K x C via cumulative logits (linear classifiers)."""
-        coef, intercept = (t.to(regions.dtype) for t in self._linear)
+        coef, intercept = (t.to(regions) for t in self._linear)
         n_perm, n_regions = baselines.shape[:2]
         orders = orders.expand(n_perm, n_regions, -1)
         steps = (regions - baselines)[:, :, None, :] * coef[None, None]  # P x R x K x C
@@ -158,7 +159,7 @@ class NeuronConceptShapley:
         n_perm, n_regions, n_neurons = baselines.shape
         orders = orders.expand(n_perm, n_regions, -1)
         rank = orders.argsort(-1)  # position of each neuron in its order
-        sizes = torch.arange(n_neurons + 1)
+        sizes = torch.arange(n_neurons + 1, device=regions.device)
         member = rank[:, :, None, :] < sizes[None, None, :, None]  # P x R x (C+1) x C
         inputs = torch.where(member, regions[None, :, None, :], baselines[:, :, None, :])
         values = self._value(inputs)  # P x R x (C+1) x K
@@ -186,6 +187,7 @@ class NeuronConceptShapley:
         antithetic: bool = False,
         return_standard_error: bool = False,
         progress: bool = False,
+        device=None,
     ):
         """Shapley values of every neuron for every concept classifier.
 
@@ -222,6 +224,9 @@ class NeuronConceptShapley:
                 at the same number of permutations (``n_permutations`` must be
                 even); standard errors are taken over the pairs.
             return_standard_error: also return the standard errors.
+            device: where to compute (default: ``regions``' device); the
+                draws come from ``generator`` on the CPU, so a seed gives the
+                same orders on every device.
 
         Returns:
             C (one classifier given) or C x K values; with
@@ -251,18 +256,19 @@ class NeuronConceptShapley:
                 f"regions: the classifiers take {self._linear[0].shape[1]} neurons, got {n_neurons}"
             )
         dtype = regions.dtype if regions.is_floating_point() and regions.dtype != torch.float16 else torch.float32
-        regions = regions.to(dtype)
+        device = torch.device(device) if device is not None else regions.device
+        regions = regions.to(device, dtype)
         if pool is None:
             pool = regions
         elif not isinstance(pool, Tensor) or pool.dim() != 2 or len(pool) == 0 or pool.shape[1] != n_neurons:
             shape = tuple(pool.shape) if isinstance(pool, Tensor) else type(pool).__name__
             raise ValueError(f"pool: expected M x {n_neurons} rows with M >= 1 (as wide as regions), got {shape}")
         else:
-            pool = check_finite("pool", pool).to(dtype)
+            pool = check_finite("pool", pool).to(device, dtype)
         if isinstance(baseline, Tensor):
             if baseline.numel() != n_neurons:
                 raise ValueError(f"baseline: expected {n_neurons} values (one per neuron), got shape {tuple(baseline.shape)}")
-            fixed = check_finite("baseline", baseline).to(dtype).reshape(-1)
+            fixed = check_finite("baseline", baseline).to(device, dtype).reshape(-1)
         elif baseline == "mean":
             fixed = pool.mean(0)
         elif baseline == "marginal":
@@ -295,18 +301,19 @@ class NeuronConceptShapley:
         per_row = n_neurons * n_concepts * (1 if use_fast else n_neurons + 1)
         rows_per_chunk = max(1, chunk_elements // (per_row * n_perm))
         # Only per-block sums are kept, so memory does not grow with the number of regions.
-        value_sum = torch.zeros(n_concepts, n_neurons, dtype=regions.dtype)
+        value_sum = regions.new_zeros(n_concepts, n_neurons)
         variance_sum = torch.zeros_like(value_sum)
         used = 0
         blocks = range(0, n_regions, rows_per_block)
         for block in tqdm(blocks, desc="Shapley region blocks", disable=not progress, leave=False):
             size = min(rows_per_block, n_regions - block)
-            total = torch.zeros(size, n_concepts, n_neurons, dtype=regions.dtype)
+            total = regions.new_zeros(size, n_concepts, n_neurons)
             total_sq = torch.zeros_like(total)
             done = 0  # sampling units: permutations, or antithetic pairs of them
             while True:
                 half = n_perm // 2 if antithetic else n_perm
-                orders, rows = self._draw(half, size, n_neurons, len(pool) if fixed is None else 0, True, generator)
+                orders, rows = self._draw(half, size, n_neurons, len(pool) if fixed is None else 0, True, generator,
+                                          regions.device)
                 if antithetic:  # each order and its reverse, on the same baseline rows
                     orders = torch.cat([orders, orders.flip(-1)])
                     rows = None if rows is None else torch.cat([rows, rows])
@@ -345,22 +352,22 @@ class NeuronConceptShapley:
         if training_data is None:
             raise ValueError("training_data: retrain=True needs (features M x C, targets M x K)")
         features, targets = training_data
-        targets = targets[:, None] if targets.dim() == 1 else targets
-        coef, intercept = (t.to(regions.dtype) for t in self._linear)
+        targets = (targets[:, None] if targets.dim() == 1 else targets).to(regions.device)
+        coef, intercept = (t.to(regions) for t in self._linear)
         n_concepts, n_neurons = coef.shape
         if targets.shape[1] != n_concepts:
             raise ValueError(f"training_data: expected targets with {n_concepts} columns, got {targets.shape[1]}")
-        features = features.to(regions.dtype)
+        features = features.to(regions)
         n_regions = len(regions)
-        total = torch.zeros(n_regions, n_concepts, n_neurons, dtype=regions.dtype)
+        total = regions.new_zeros(n_regions, n_concepts, n_neurons)
         per_permutation = []
         for _ in tqdm(range(n_perm), desc="Shapley (retrained)", disable=not progress, leave=False):
-            order, _ = self._draw(1, 1, n_neurons, 0, False, generator)
+            order, _ = self._draw(1, 1, n_neurons, 0, False, generator, regions.device)
             rank = order[0, 0].argsort()
-            member = (rank[None, :] < torch.arange(n_neurons + 1)[:, None]).to(regions.dtype)  # (C+1) x C
-            train_rows = torch.randint(len(pool), (len(features),), generator=generator) if fixed is None else None
+            member = (rank[None, :] < torch.arange(n_neurons + 1, device=regions.device)[:, None]).to(regions.dtype)  # (C+1) x C
+            train_rows = torch.randint(len(pool), (len(features),), generator=generator).to(regions.device) if fixed is None else None
             train_base = pool[train_rows] if fixed is None else fixed.expand_as(features)
-            eval_rows = torch.randint(len(pool), (n_regions,), generator=generator) if fixed is None else None
+            eval_rows = torch.randint(len(pool), (n_regions,), generator=generator).to(regions.device) if fixed is None else None
             eval_base = pool[eval_rows] if fixed is None else fixed.expand_as(regions)
             weight, bias = self._refit_prefix_models(features, train_base, targets, member, coef, intercept, steps)
             logits = (regions @ (weight * member[:, None]).reshape(-1, n_neurons).T

@@ -32,7 +32,7 @@ from ..attr._base import LayerSpec, check_image_batch, resolve_layer
 from ..attr.activation_propagation import layer_output
 from ..concepts.hierarchy import ConceptHierarchy
 from ..core.checks import check_finite, check_fraction
-from ..core.model_state import evaluation_mode
+from ..core.model_state import evaluation_mode, model_device
 from ..datasets.samples import split_batch
 
 __all__ = ["SemanticVectors", "layer_representation"]
@@ -64,6 +64,7 @@ class SemanticVectors:
         representation: ``"spatial"`` or ``"pooled"`` (see the module docstring).
         use_layer_input: take the layer's input instead of its output.
         progress: show a tqdm bar.
+        device: where the model runs (default: its parameters' device); batches are moved there.
 
     Fitted attributes: ``vectors_`` (K x D unit vectors), ``counts_`` (K images),
     ``diversity_`` (K values ``D_c`` in [0, 1]), ``concepts_`` (K names or indices).
@@ -71,7 +72,7 @@ class SemanticVectors:
 
     def __init__(self, model: nn.Module, layer: LayerSpec, concepts: Sequence[Union[str, int]],
                  hierarchy: Optional[ConceptHierarchy] = None, representation: str = "spatial",
-                 use_layer_input: bool = False, progress: bool = True):
+                 use_layer_input: bool = False, progress: bool = True, device=None):
         if representation not in _REPRESENTATIONS:
             raise ValueError(f"representation: expected 'spatial' or 'pooled', got {representation!r}")
         if len(concepts) == 0:
@@ -80,6 +81,7 @@ class SemanticVectors:
         self.layer_module = resolve_layer(model, layer)
         self.hierarchy, self.representation = hierarchy, representation
         self.use_layer_input, self.progress = use_layer_input, progress
+        self.device = model_device(model, device)
         if hierarchy is not None:
             self.concepts_ = [hierarchy.lookup(c) for c in concepts]
             self._membership = hierarchy.membership(self.concepts_)  # K x C
@@ -100,7 +102,7 @@ class SemanticVectors:
         """``phi(x)`` for a batch (N x D), the model run in eval mode."""
         check_image_batch(images)
         with evaluation_mode(self.model, "SemanticVectors"):
-            return layer_representation(self.model, self.layer_module, images, self.representation,
+            return layer_representation(self.model, self.layer_module, images.to(self.device), self.representation,
                                         self.use_layer_input)
 
     def fit(self, dataloader: Iterable) -> "SemanticVectors":

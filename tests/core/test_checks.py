@@ -51,3 +51,10 @@ def test_check_finite_names_rows_and_kind():
         check_finite("v", x, "look upstream")
     assert check_finite("v", torch.ones(2)) is not None
     assert check_finite("ids", torch.arange(3)) is not None  # integers are always finite
+
+
+def test_check_finite_accepts_finite_values_whose_sum_overflows():
+    big = torch.full((4,), 3e38)  # finite float32 values; their sum is Inf
+    assert check_finite("x", big) is big
+    with pytest.raises(ValueError, match=r"x: contains NaN \(rows \[2\]\)"):
+        check_finite("x", torch.tensor([[1.0], [2.0], [float("nan")]]))

@@ -380,3 +380,15 @@ def test_fit_layers_in_one_pass_equals_separate_fits(saliency):
         torch.testing.assert_close(hint.scores_, alone.scores_)
     with pytest.raises(ValueError, match="layers: each layer may appear once"):
         fit_layers(net, ["features.2", "features.2"], hierarchy, loader, **settings)
+
+
+def test_a_batch_without_concept_images_adds_nothing():
+    hierarchy = ConceptHierarchy.from_paths(["a/c0", "a/c1", "a/c2", "b/c3", "b/c4", "b/c5"])
+    generator = torch.Generator().manual_seed(3)
+    images, labels = torch.randn(16, 3, 8, 8, generator=generator), torch.tensor([0, 1, 2, 0] * 2 + [3, 4, 5, 3] * 2)
+    hint = HINT(SmallNet().eval(), "features.2", hierarchy, ["a"], saliency="gradient", progress=False,
+                classifier_kwargs={"holdout": 0}, shapley_kwargs={"n_permutations": 4})
+    first = hint.fit(DataLoader(TensorDataset(images[:8], labels[:8]), batch_size=8)).bank_.rows()
+    both = hint.fit(DataLoader(TensorDataset(images, labels), batch_size=8)).bank_.rows()  # 2nd batch: no "a"
+    for got, expected in zip(both, first):
+        assert torch.equal(got, expected)
