@@ -29,6 +29,7 @@ The results equal Captum's per-target methods up to float rounding (tested):
 
 from __future__ import annotations
 
+import contextlib
 from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
@@ -36,7 +37,7 @@ from captum.attr import GradientAttribution, LayerAttribution
 from captum.attr._utils.approximation_methods import approximation_parameters
 from torch import Tensor, nn
 
-from ..concepts.scores import _leaf_membership, concept_scores
+from ..concepts.scores import ConceptScore, concept_scores
 from ..core.checks import check_finite, check_number, check_positive_int
 from ..core.model_state import evaluation_mode
 from ._base import LayerSpec, _root_module, check_image_batch, resolve_layer
@@ -170,7 +171,9 @@ class SharedPassSaliency(LayerAttribution, GradientAttribution):
         names = {module: name for name, module in _root_module(forward_func).named_modules()}
         self.layer_names = [names.get(module, type(module).__name__) for module in modules]
         self.method = method
-        self.concepts = None if concepts is None else [frozenset(int(c) for c in leaves) for leaves in concepts]
+        # ConceptScore keeps the K x C leaf membership, built once per class count and device.
+        self._concept_score = None if concepts is None else ConceptScore(forward_func, concepts)
+        self.concepts = None if concepts is None else self._concept_score.concepts
 
     # ------------------------------------------------------------------ public
     def attribute(self, inputs: Tensor, target: Sequence[Sequence[int]], **kwargs) -> Union[Tensor, List[Tensor]]:
@@ -245,7 +248,7 @@ class SharedPassSaliency(LayerAttribution, GradientAttribution):
     def _scores(self, logits: Tensor) -> Tensor:
         if self.concepts is None:
             return logits
-        return concept_scores(logits, _leaf_membership(self.concepts, logits.shape[1], logits.device))
+        return concept_scores(logits, self._concept_score.membership(logits.shape[1], logits.device))
 
     def _checked_pairs(self, pairs: Tuple[Tensor, Tensor], logits: Tensor) -> Tuple[Tensor, Tensor]:
         pair_image, pair_column = (torch.as_tensor(t, dtype=torch.long).cpu() for t in pairs)
@@ -283,12 +286,8 @@ class SharedPassSaliency(LayerAttribution, GradientAttribution):
         for start in range(0, len(inputs), max_rows):
             chunk = inputs[start : start + max_rows]
             tap = _LayerTap(self.layers, self.layer_names)
-            if self.method == "guided_backprop":
-                with guide_relus_in_graph(_root_module(self.forward_func)):
-                    logits, outputs = tap.run(self.forward_func, chunk)
-                    pair_image, pair_column = self._checked_pairs(select(logits.detach(), start), logits)
-                    grads = self._backward_slots(logits, outputs, pair_image, pair_column)
-            else:
+            guided = self.method == "guided_backprop"
+            with guide_relus_in_graph(_root_module(self.forward_func)) if guided else contextlib.nullcontext():
                 logits, outputs = tap.run(self.forward_func, chunk)
                 pair_image, pair_column = self._checked_pairs(select(logits.detach(), start), logits)
                 grads = self._backward_slots(logits, outputs, pair_image, pair_column)
@@ -321,6 +320,13 @@ class SharedPassSaliency(LayerAttribution, GradientAttribution):
         chosen = ((pair_image >= first) & (pair_image < first + count)).nonzero().flatten()
         return chosen, pair_image[chosen] - first
 
+    def _replicated_backward(self, logits: Tensor, outputs: List[Tensor], local: Tensor, columns: Tensor,
+                             copies: int, n_images: int) -> List[Tensor]:
+        """Gradients (copies x P x ...) per layer of a pass over ``copies`` copies of ``n_images`` images, copy-major."""
+        offsets = torch.arange(copies).repeat_interleave(len(local)) * n_images
+        grads = self._backward_slots(logits, outputs, local.repeat(copies) + offsets, columns.repeat(copies))
+        return [grad.view(copies, len(local), *grad.shape[1:]) for grad in grads]
+
     def _smoothgrad(self, inputs, pair_image, pair_column, max_rows, n_samples, noise_level, generator):
         flat = inputs.flatten(1)
         stdev = noise_level * (flat.max(dim=1).values - flat.min(dim=1).values)
@@ -337,12 +343,11 @@ class SharedPassSaliency(LayerAttribution, GradientAttribution):
                                     device=inputs.device)
                 noisy = (images[None] + noise * std).flatten(0, 1)
                 logits, outputs = _LayerTap(self.layers, self.layer_names).run(self.forward_func, noisy)
-                offsets = torch.arange(copies).repeat_interleave(len(local)) * len(images)
-                grads = self._backward_slots(logits, outputs, local.repeat(copies) + offsets, pair_column[chosen].repeat(copies))
+                grads = self._replicated_backward(logits, outputs, local, pair_column[chosen], copies, len(images))
                 if totals is None:
-                    totals = [g.new_zeros((len(pair_image), *g.shape[1:])) for g in grads]
+                    totals = [g.new_zeros((len(pair_image), *g.shape[2:])) for g in grads]
                 for total, grad in zip(totals, grads):
-                    total[chosen.to(total.device)] += grad.view(copies, len(local), *grad.shape[1:]).sum(0)
+                    total[chosen.to(total.device)] += grad.sum(0)
         return [total / n_samples for total in totals]
 
     def _integrated(self, inputs, activations, pair_image, pair_column, max_rows, n_steps, integration, baselines):
@@ -371,10 +376,8 @@ class SharedPassSaliency(LayerAttribution, GradientAttribution):
                     path = (low[None] + alpha.view(-1, 1, 1, 1, 1) * (high - low)[None]).flatten(0, 1)
                     tap = _LayerTap([layer], [name], replace=path)
                     logits, outputs = tap.run(self.forward_func, images.repeat(len(alpha), 1, 1, 1))
-                    offsets = torch.arange(len(alpha)).repeat_interleave(len(local)) * len(images)
-                    (grad,) = self._backward_slots(logits, outputs, local.repeat(len(alpha)) + offsets,
-                                                   pair_column[chosen].repeat(len(alpha)))
-                    grad = grad.view(len(alpha), len(local), *grad.shape[1:])
+                    (grad,) = self._replicated_backward(logits, outputs, local, pair_column[chosen], len(alpha),
+                                                        len(images))
                     total[chosen.to(total.device)] += (weight.view(-1, 1, 1, 1, 1) * grad).sum(0)
             saliency.append(total * (end_z - start_z)[pair_image.to(end_z.device)])
         return saliency

@@ -19,7 +19,6 @@ from tqdm.auto import tqdm
 from ..attr import SALIENCY_METHODS
 from ..attr._base import check_image_batch
 from ..attr.shared_pass import SharedPassSaliency
-from ..core.checks import check_finite
 from ..datasets.samples import split_batch
 from .distributed import merge_banks_across_ranks, rank_and_world, sum_across_ranks
 from .regions import RegionBank, responsible_regions
@@ -56,7 +55,6 @@ def _layer_rows(hint, activations: Tensor, saliency: Tensor, pair_image: Tensor,
     if activations.dim() != 4:
         raise ValueError(f"layer: HINT needs a layer whose output is N x D x h x w (spatial); {hint.layer!r} gives "
                          f"{tuple(activations.shape)}")
-    check_finite(f"layer {hint.layer!r} output", activations, "the model's activations must be finite")
     regions = responsible_regions(saliency, hint.threshold, hint.aggregation, hint.percentile)
     responsible = regions.responsible[:, 0].cpu()  # P x h x w
     # Background: positions responsible for none of the image's concepts.
@@ -96,36 +94,42 @@ class _Batch:
         return torch.cat(self.leaf_parts)
 
 
-def _saliency_pass(hints, images: Tensor, batch: _Batch, generator):
-    """(activations per layer, saliency per layer, pair images, pair concepts) of one batch."""
-    lead = hints[0]
-    layers = [hint.layer_module for hint in hints]
-    concept_target = lead.saliency_target == "concept"
-    leaf_sets = [lead.hierarchy.leaves_under(c) for c in lead.concepts] if concept_target else None
-    if lead.saliency in SALIENCY_METHODS:
-        method = SharedPassSaliency(lead.model, layers, lead.saliency, concepts=leaf_sets)
-        settings = shared_pass_settings(lead.saliency, lead.saliency_kwargs)
-        if lead.saliency == "smoothgrad" and "seed" not in settings and "generator" not in settings:
-            settings["generator"] = generator
-        result = method.collect(images, batch.select, max_rows=lead.batch_size, **settings)
-        pair_image, pair_column = result.pair_image, result.pair_column
-        activations, saliency = result.activations, result.saliency
-    else:  # a user's saliency class: one call per pair batch, after a forward for the labels
-        activations, logits = [], None
-        for hint in hints:
-            logits, features = hint._forward_with_features(images)
-            activations.append(features)
-        pair_image, pair_column = batch.select(logits, 0)
-        targets = [set(leaf_sets[k]) for k in pair_column.tolist()] if concept_target else pair_column.tolist()
-        saliency = [hint._saliency(images[pair_image.to(images.device)], targets) for hint in hints]
-    leaf = batch.leaf
-    if not concept_target:  # one map per image, shared by the concepts it falls under
-        under = batch.membership[:, leaf].T
-        pair_image, pair_concept = under.nonzero(as_tuple=True)
-        saliency = [s[pair_image.to(s.device)] for s in saliency]
-    else:
-        pair_concept = pair_column
-    return activations, saliency, pair_image, pair_concept, leaf
+class _SaliencyPass:
+    """Saliency of one batch for every layer being fitted; the shared-pass method is built once per stream."""
+
+    def __init__(self, hints, generator):
+        self.hints = hints
+        lead = self.lead = hints[0]
+        self.concept_target = lead.saliency_target == "concept"
+        self.leaf_sets = [lead.hierarchy.leaves_under(c) for c in lead.concepts] if self.concept_target else None
+        self.method = None
+        if lead.saliency in SALIENCY_METHODS:
+            self.method = SharedPassSaliency(lead.model, [hint.layer_module for hint in hints], lead.saliency,
+                                             concepts=self.leaf_sets)
+            self.settings = shared_pass_settings(lead.saliency, lead.saliency_kwargs)
+            if lead.saliency == "smoothgrad" and "seed" not in self.settings and "generator" not in self.settings:
+                self.settings["generator"] = generator
+
+    def __call__(self, images: Tensor, batch: _Batch):
+        """(activations per layer, saliency per layer, pair images, pair concepts, leaf labels) of one batch."""
+        if self.method is not None:
+            result = self.method.collect(images, batch.select, max_rows=self.lead.batch_size, **self.settings)
+            pair_image, pair_column = result.pair_image, result.pair_column
+            activations, saliency = result.activations, result.saliency
+        else:  # a user's saliency class: one call per pair batch, after a forward for the labels
+            activations, logits = [], None
+            for hint in self.hints:
+                logits, features = hint._forward_with_features(images)
+                activations.append(features)
+            pair_image, pair_column = batch.select(logits, 0)
+            targets = ([set(self.leaf_sets[k]) for k in pair_column.tolist()] if self.concept_target
+                       else pair_column.tolist())
+            saliency = [hint._saliency(images[pair_image.to(images.device)], targets) for hint in self.hints]
+        leaf = batch.leaf
+        if not self.concept_target:  # one map per image, shared by the concepts it falls under
+            pair_image, pair_column = batch.membership[:, leaf].T.nonzero(as_tuple=True)
+            saliency = [s[pair_image.to(s.device)] for s in saliency]
+        return activations, saliency, pair_image, pair_column, leaf
 
 
 def stream_regions(hints: Sequence, dataloader: Iterable, labels: str) -> Tuple[List[RegionBank], int]:
@@ -142,6 +146,7 @@ def stream_regions(hints: Sequence, dataloader: Iterable, labels: str) -> Tuple[
              for h in hints]
     # Each rank draws its own noise; rank 0 alone draws what a single process draws.
     generator = torch.Generator(device=lead.device).manual_seed(lead.seed + rank)
+    saliency_pass = _SaliencyPass(hints, generator)
     n_local = 0
     images_under = torch.zeros(len(lead.concepts), dtype=torch.long)
     for raw in tqdm(dataloader, desc="HINT regions", disable=not lead.progress):
@@ -151,7 +156,7 @@ def stream_regions(hints: Sequence, dataloader: Iterable, labels: str) -> Tuple[
         for hint in hints:
             hint.input_shape_ = tuple(images.shape[1:])
         batch = _Batch(lead, membership, given, labels)
-        activations, saliency, pair_image, pair_concept, leaf = _saliency_pass(hints, images, batch, generator)
+        activations, saliency, pair_image, pair_concept, leaf = saliency_pass(images, batch)
         under = membership[:, leaf].T  # N x K
         images_under += under.sum(0)
         # With DistributedSampler(shuffle=False) this is the dataset index of the image.

@@ -285,7 +285,8 @@ class RegionBank:
             if sum(seen) == 0:
                 continue
             parts = [(bank._vectors[b], bank._labels[b], bank._images[b]) for bank, n in zip(banks, seen) if n]
-            if sum(seen) > capacity or any(len(p[0]) < n for p, n in zip(parts, filter(None, seen))):
+            dropped = any(n and len(bank._vectors[b]) < n for bank, n in zip(banks, seen))
+            if sum(seen) > capacity or dropped:
                 counts = rng.multivariate_hypergeometric(seen, min(capacity, sum(seen)), method="marginals")
                 parts = [tuple(t[torch.randperm(len(p[0]), generator=generator)[:c].sort().values] for t in p)
                          for p, c in zip(parts, [int(c) for c, n in zip(counts, seen) if n])]

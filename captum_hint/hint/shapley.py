@@ -304,6 +304,8 @@ class NeuronConceptShapley:
         value_sum = regions.new_zeros(n_concepts, n_neurons)
         variance_sum = torch.zeros_like(value_sum)
         used = 0
+        half = n_perm // 2 if antithetic else n_perm  # sampling units per round
+        max_units = max_perm // 2 if antithetic else max_perm
         blocks = range(0, n_regions, rows_per_block)
         for block in tqdm(blocks, desc="Shapley region blocks", disable=not progress, leave=False):
             size = min(rows_per_block, n_regions - block)
@@ -311,7 +313,6 @@ class NeuronConceptShapley:
             total_sq = torch.zeros_like(total)
             done = 0  # sampling units: permutations, or antithetic pairs of them
             while True:
-                half = n_perm // 2 if antithetic else n_perm
                 orders, rows = self._draw(half, size, n_neurons, len(pool) if fixed is None else 0, True, generator,
                                           regions.device)
                 if antithetic:  # each order and its reverse, on the same baseline rows
@@ -329,8 +330,7 @@ class NeuronConceptShapley:
                 done += half
                 mean, variance = self._moments(total, total_sq, done)
                 block_error = (variance.sum(0) / done).sqrt() / size
-                units = max_perm // 2 if antithetic else max_perm
-                if target_error is None or done + half > units or block_error.max() <= target_error:
+                if target_error is None or done + half > max_units or block_error.max() <= target_error:
                     break
             value_sum += (mean.abs() if absolute else mean).sum(0)
             # first-order: |.| does not change a mean's variance; regions are independent
