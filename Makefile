@@ -7,10 +7,12 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 TORCHVISION_SPEC ?= torchvision==0.28.0
 PYTEST_ARGS ?=
+# Sphinx: warnings are errors (-W); --keep-going lists them all before failing.
+SPHINX_ARGS ?= -W --keep-going -q
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo clean
+.PHONY: install test demo docs tutorials quickstart clean
 
 install: $(STAMP)
 
@@ -18,15 +20,30 @@ $(STAMP): setup.py setup.cfg
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install --quiet --no-deps "$(TORCHVISION_SPEC)"
-	$(BIN)/python -m pip install --quiet -e ".[dev,demo]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,demo,docs]"
 	touch $@
 
+# The suite: tests/ and every tutorial notebook (nbmake, a time limit each; see tutorials/conftest.py).
 test: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# The HTML docs (docs/_build/html/index.html): user guide, API reference, tutorials with their stored outputs.
+docs: $(STAMP)
+	rm -rf docs/_build docs/tutorials
+	cp -r tutorials docs/tutorials  # the notebooks, as stored (with outputs), become pages
+	$(BIN)/sphinx-build $(SPHINX_ARGS) -b html docs docs/_build/html
+
+# The quickstart notebook, executed into build/01_quickstart.html (its figures included).
+quickstart: $(STAMP)
+	$(BIN)/jupyter nbconvert --to html --execute tutorials/01_quickstart.ipynb --output-dir build
+
+# Re-run every tutorial and store its outputs in the notebook (what the docs show).
+tutorials: $(STAMP)
+	$(BIN)/python -m pytest -q --nbmake --overwrite tutorials
 
 demo: $(STAMP)
 	$(BIN)/python -m captum_hint demo
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache docs/_build docs/tutorials

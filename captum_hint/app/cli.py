@@ -375,6 +375,7 @@ def afi(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``captum-hint`` argument parser with its subcommands."""
     parser = _Parser(
         prog="captum-hint",
         description="HINT: which hidden neurons of a vision network stand for which concepts of a hierarchy.",
@@ -497,6 +498,7 @@ USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, WordNetUnavail
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point of ``captum-hint``; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "data", None) in ("imagenet", "cub", "voc") and args.root is None:

@@ -103,7 +103,11 @@ class LayerIntegratedGradients(LayerSaliency):
             method: Captum's integration rule.
             internal_batch_size: evaluate the ``N * n_steps`` path points in
                 chunks of this size to bound memory.
-            Other arguments as in :meth:`LayerGradient.attribute`.
+
+        Other arguments are those of :meth:`LayerGradient.attribute`.
+
+        Returns:
+            Tensor shaped like the layer output (N x C x h x w).
         """
         check_positive_int("n_steps", n_steps)
         if internal_batch_size is not None:

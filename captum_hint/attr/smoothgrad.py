@@ -71,7 +71,11 @@ class LayerSmoothGrad(LayerSaliency):
                 global RNG is never used).
             nt_samples_batch_size: evaluate copies in chunks of this many per
                 image to bound memory.
-            Other arguments as in :meth:`LayerGradient.attribute`.
+
+        Other arguments are those of :meth:`LayerGradient.attribute`.
+
+        Returns:
+            Tensor shaped like the layer output (N x C x h x w).
         """
         check_positive_int("n_samples", n_samples)
         check_number("noise_level", noise_level, low=0.0)

@@ -142,10 +142,12 @@ class ConceptHierarchy:
 
     @property
     def roots(self) -> List[str]:
+        """The concepts without parents."""
         return [name for name in self._order if not self._parents[name]]
 
     @property
     def num_classes(self) -> int:
+        """The number of leaves, i.e. the model's classes C."""
         return len(self.leaves)
 
     def __len__(self) -> int:
@@ -172,6 +174,7 @@ class ConceptHierarchy:
         return name
 
     def wnid(self, concept: str) -> Optional[str]:
+        """The concept's WordNet id (``"n02084071"``), or None if it has none."""
         return self._wnids.get(self.lookup(concept))
 
     # ---------------------------------------------------------------- queries
@@ -215,9 +218,11 @@ class ConceptHierarchy:
         return sorted(self._leaf_sets[self.lookup(concept)])
 
     def parents(self, concept: str) -> List[str]:
+        """The concept's direct parents (several in a DAG)."""
         return list(self._parents[self.lookup(concept)])
 
     def children(self, concept: str) -> List[str]:
+        """The concept's direct children."""
         return list(self._children[self.lookup(concept)])
 
     def ancestors(self, concept: str) -> List[str]:
@@ -508,6 +513,7 @@ class ConceptHierarchy:
         raise TypeError("data: expected the stored form, a nested dict, or a list of path strings")
 
     def to_json(self, path: Union[str, Path]) -> None:
+        """Write :meth:`to_dict` as JSON to ``path`` (reloaded by :meth:`from_json`)."""
         Path(path).write_text(json.dumps(self.to_dict(), indent=0, ensure_ascii=False) + "\n", encoding="utf-8")
 
     @classmethod

@@ -105,5 +105,6 @@ class ConceptScore(nn.Module):
         return cached
 
     def forward(self, *args, **kwargs) -> Tensor:
+        """Run ``forward_func`` and return its N x K concept scores."""
         logits = self.forward_func(*args, **kwargs)
         return concept_scores(logits, self.membership(logits.shape[1], logits.device))

@@ -86,6 +86,7 @@ class EvidenceNode:
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "EvidenceNode":
+        """A tree from :meth:`to_dict` (maps included when they were saved)."""
         return cls(
             layer=data["layer"], channel=data["channel"], contribution=data["contribution"], share=data["share"],
             peak=None if data["peak"] is None else tuple(data["peak"]),

@@ -276,6 +276,7 @@ class ConceptClassifier(Classifier):
         return torch.sigmoid(self.decision_function(features))
 
     def predict(self, features: Tensor) -> Tensor:
+        """N x D features -> N booleans: the concept's probability is at least 1/2."""
         return self.decision_function(features) > 0
 
     def _check_fitted(self) -> None:
@@ -309,6 +310,7 @@ class ConceptClassifier(Classifier):
         return torch.stack([-self.coef_, self.coef_])
 
     def classes(self) -> List[int]:
+        """Captum's classifier API: the two TCAV classes, ``[0, 1]``."""
         return list(self.classes_)
 
     def __repr__(self) -> str:

@@ -112,8 +112,8 @@ def saliency_method_study(model: nn.Module, layer: str, hierarchy: ConceptHierar
         hint_kwargs: further :class:`HINT` arguments shared by every fit.
 
     Returns:
-        ``{"rows": localization rows (method "HINT <saliency>"), "held_out":
-        {saliency: held-out classifier scores}}``.
+        A dict with ``"rows"``, the localization rows (method ``"HINT <saliency>"``),
+        and ``"held_out"``, each saliency's held-out classifier scores.
     """
     check_fraction("fraction", fraction)
     methods = methods if methods is not None else {
@@ -156,10 +156,12 @@ def cascading_randomization_study(model: nn.Module, layer: str, hierarchy: Conce
     from the intact model's and stop localizing.
 
     Returns:
-        ``{"steps": [{"randomized": group, "spearman": (mean, low, high) with
-        the intact maps, "pxap", "pointing_15px": (value, low, high), "f1":
-        held-out F1}, ...], "maps": steps x N x 1 x H x W maps of the first
-        (at most 4) test images holding the concept, "images": their indices}``.
+        A dict with ``"steps"``, one dict per step (``"randomized"``: the
+        groups randomized so far; ``"spearman"``: (mean, low, high) with the
+        intact maps; ``"pxap"``, ``"pointing_15px"``: (value, low, high);
+        ``"f1"``: held-out F1); ``"maps"``, steps x N x 1 x H x W maps of the
+        first (at most 4) test images holding the concept; ``"images"``,
+        their indices.
     """
     input_shape = tuple(test_samples[0]["image"].shape)
     above = _layers_above(model, layer, input_shape)
@@ -201,11 +203,11 @@ def adversarial_study(hint: HINT, images: Tensor, target_class: int, concept: st
     clean and the attacked images' features.
 
     Returns:
-        ``{"success": N booleans (top-1 became the target), "target_prob":
-        (clean N, attacked N), "concept_peak": (clean N, attacked N) the
-        map's maximum probability, "concept_mass": (clean N, attacked N) its
-        mean, "maps": (clean, attacked) N x 1 x H x W, "attacked": the
-        attacked images (normalized)}``.
+        A dict with ``"success"`` (N booleans: the top-1 class became the
+        target) and, each as a (clean N, attacked N) pair, ``"target_prob"``,
+        ``"concept_peak"`` (the map's maximum probability) and
+        ``"concept_mass"`` (its mean); ``"maps"``, the (clean, attacked)
+        N x 1 x H x W maps; ``"attacked"``, the attacked images (normalized).
     """
     check_positive_int("steps", steps)
     check_number("radius", radius, low=0.0, low_open=True)

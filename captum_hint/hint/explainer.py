@@ -166,6 +166,7 @@ class HINT:
     # ------------------------------------------------------------------ helpers
     @property
     def layer_module(self) -> nn.Module:
+        """The layer as a module of ``model`` (``layer`` is its dotted name)."""
         return resolve_layer(self.model, self.layer)
 
     def _forward_with_features(self, images: Tensor) -> Tuple[Tensor, Tensor]:

@@ -79,10 +79,11 @@ def top_activating_patches(model: nn.Module, layer, dataloader: Iterable, neuron
         patch_size: crop side in pixels (default: :func:`receptive_field`).
 
     Returns:
-        ``{"values": U x k peak activations (descending), "image_index": U x k
-        positions in the stream, "centre": U x k x 2 pixel (y, x) of the
-        peaks, "patches": U x k x C x P x P crops (input space, zero padded)}``;
-        fewer than k entries when the data hold fewer images.
+        A dict with ``"values"``, U x k peak activations (descending);
+        ``"image_index"``, U x k positions in the stream; ``"centre"``,
+        U x k x 2 pixel (y, x) of the peaks; ``"patches"``, U x k x C x P x P
+        crops (input space, zero padded). Fewer than k entries when the data
+        hold fewer images.
     """
     check_positive_int("k", k)
     neurons = torch.as_tensor(list(neurons), dtype=torch.long)

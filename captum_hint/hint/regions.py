@@ -239,6 +239,7 @@ class RegionBank:
 
     @property
     def nbytes(self) -> int:
+        """Bytes held by the stored region vectors and their labels."""
         return sum(v.numel() * v.element_size() + 16 * len(v) for v in self._vectors if v is not None)
 
     def rows(self) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -253,6 +254,7 @@ class RegionBank:
         return vectors, buckets, labels, images
 
     def state_dict(self) -> Dict[str, Tensor]:
+        """The bank as tensors only (reloads with ``torch.load(weights_only=True)``)."""
         vectors, buckets, labels, images = self.rows()
         return {"vectors": vectors, "buckets": buckets, "labels": labels, "images": images,
                 "seen": torch.tensor(self.seen), "capacity": torch.tensor(self.capacity)}
@@ -299,6 +301,7 @@ class RegionBank:
 
     @classmethod
     def from_state_dict(cls, state: Dict[str, Tensor], seed: int = 0) -> "RegionBank":
+        """A bank from :meth:`state_dict`; ``seed`` seeds its further reservoir draws."""
         capacity = state["capacity"].tolist()
         bank = cls(len(capacity) - 1, capacity[0] if len(capacity) > 1 else 1, capacity[-1], state["vectors"].dtype, seed)
         bank.capacity = capacity
