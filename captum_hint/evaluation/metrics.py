@@ -22,7 +22,7 @@ Pointing games:
 * :func:`energy_pointing_game`: the energy-based pointing game of
   Score-CAM (Wang et al., CVPRW 2020) as the SeVec paper uses it;
 * :func:`mask_coverage`: what the HINT paper calls its pointing game (Fig. 4c),
-  |mask ∩ GT| / |GT|; :func:`mask_iou`: the HINT paper's IoU.
+  ``|mask ∩ GT| / |GT|``; :func:`mask_iou`: the HINT paper's IoU.
 
 Other figures: :func:`map_to_boxes` and :func:`localization_hits` (the
 classic one-threshold localization accuracy), :func:`mask_area`, and
@@ -244,14 +244,14 @@ def _masks(maps: Tensor, threshold: float) -> Tensor:
 
 
 def mask_coverage(maps: Tensor, gt_masks: Tensor, threshold: float = 0.5) -> Tensor:
-    """N values |mask ∩ GT| / |GT|: the HINT paper's "pointing game" (Fig. 4c)."""
+    """N values ``|mask ∩ GT| / |GT|``: the HINT paper's "pointing game" (Fig. 4c)."""
     predicted = _masks(maps, threshold)
     _check_masks(maps, gt_masks)
     return (predicted & gt_masks).flatten(1).sum(1) / gt_masks.flatten(1).sum(1).clamp_min(1)
 
 
 def mask_iou(maps: Tensor, gt_masks: Tensor, threshold: float = 0.5) -> Tensor:
-    """N values |mask ∩ GT| / |mask ∪ GT|: the HINT paper's IoU (Fig. 4c)."""
+    """N values ``|mask ∩ GT| / |mask ∪ GT|``: the HINT paper's IoU (Fig. 4c)."""
     predicted = _masks(maps, threshold)
     _check_masks(maps, gt_masks)
     union = (predicted | gt_masks).flatten(1).sum(1)

@@ -4,7 +4,7 @@ Samples are the dicts of :mod:`captum_hint.datasets` (stamp scenes, or an
 ImageNet / CUB-200-2011 / VOC2007 folder through its reader), so each
 experiment runs on the user's data as well as in the demo.
 
-* :func:`ranking_study` (Fig. 4c, Tables 1–2): Shapley vs |coef| vs random
+* :func:`ranking_study` (Fig. 4c, Tables 1–2): Shapley vs ``|coef|`` vs random
   (several seeds) vs LayerConductance vs NetDissect rankings at 10–80 % of
   the neurons, against Grad-CAM and trivial maps;
 * :func:`saliency_method_study` (Fig. 4b): HINT fitted with each saliency
@@ -70,7 +70,7 @@ def ranking_study(hint: HINT, train_samples: Sequence[Dict], test_samples: Seque
                   progress: bool = False) -> List[Dict]:
     """Fig. 4c and Tables 1–2: localization with every neuron ranking at every fraction.
 
-    Rankings: Shapley (HINT), |coef| of the full classifier, random (one per
+    Rankings: Shapley (HINT), ``|coef|`` of the full classifier, random (one per
     seed), Captum's LayerConductance on ``conductance_images`` training
     images of the concept, and NetDissect's IoU on the training samples'
     masks (when ``netdissect``; needs masks). Grad-CAM and the trivial maps

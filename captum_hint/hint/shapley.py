@@ -205,7 +205,7 @@ class NeuronConceptShapley:
                 of regions until the block's standard error of every value is
                 below this (then so is the overall one), or
                 ``max_permutations`` is reached.
-            absolute: Eq. 2 (mean over regions of |per-region value|); False
+            absolute: Eq. 2 (mean over regions of the absolute per-region value); False
                 gives signed values.
             fast: use the cumulative-logit path for linear classifiers.
             retrain: the paper's variant with classifiers re-fitted per
