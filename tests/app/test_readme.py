@@ -1,6 +1,6 @@
 """The README's first example runs; the console script points at the CLI.
 
-The tutorial notebooks themselves run under nbmake (``tutorials/conftest.py``).
+(The tutorial notebooks run under nbmake, see ``tutorials/conftest.py``.)
 """
 
 from pathlib import Path
