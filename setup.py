@@ -26,6 +26,8 @@ setup(
         "matplotlib>=3.6",
         "tqdm>=4.60",
         "scipy>=1.9",
+        # compiles the one-pass component sweep of MaxBoxAcc (evaluation/components.py)
+        "numba>=0.57",
         "pillow>=9",
     ],
     extras_require={

@@ -8,7 +8,11 @@ demo (the demo's concept set: every image falls under several concepts),
   target per image), images/s;
 * shared pass (this library): ``stream_regions`` per saliency method, for
   concept targets (one saliency map per image and concept) and leaf
-  targets; ratio = floor time x (noise samples or path points) / its time;
+  targets; ratio = floor time x (noise samples or path points) / its time.
+  The floor and the method are timed in turn, ``--repeats`` times (5), each
+  ratio from a floor run and a method run next to each other, so that a
+  change in the machine's speed during the run moves both; the median ratio
+  is reported with the lowest and highest;
 * per-pair path (the library before the shared pass): every (image,
   concept) pair re-forwards its image through the Captum-based class;
 * batch-1 loop, as reference code runs: per image and concept, hooks on the
@@ -17,10 +21,11 @@ demo (the demo's concept set: every image falls under several concepts),
   batch 16 and 64, one concept vs all, and SmoothGrad with 4 and 8 samples;
 * several layers in one pass (``fit_layers``'s collection) vs one pass per layer.
 
-    .venv/bin/python benchmarks/collection_throughput.py [--images 48]
+    .venv/bin/python benchmarks/collection_throughput.py [--images 48] [--repeats 5] [--parts speed memory]
 """
 
 import argparse
+import statistics
 import subprocess
 import sys
 import time
@@ -67,7 +72,8 @@ def timed(function, repeats=1):
     return best
 
 
-def floor_seconds(model, layer, images, batch_size=16):
+def floor_run(model, layer, images, batch_size=16):
+    """A batched forward pass and one backward pass to the layer, over all images."""
     def run():
         for start in range(0, len(images), batch_size):
             captured = {}
@@ -75,8 +81,18 @@ def floor_seconds(model, layer, images, batch_size=16):
             logits = model(images[start : start + batch_size])
             handle.remove()
             torch.autograd.grad(logits[:, 0].sum(), captured["z"])
-    run()  # warm-up
-    return timed(run, 2)
+    return run
+
+
+def interleaved_ratios(floor, run, work, repeats):
+    """Ratios floor time x work / method time, each from a floor run and a method run timed in turn."""
+    floor(), run()  # warm-up
+    ratios, seconds = [], []
+    for _ in range(repeats):
+        floor_s, method_s = timed(floor), timed(run)
+        ratios.append(floor_s * work / method_s)
+        seconds.append(method_s)
+    return sorted(ratios), statistics.median(seconds)
 
 
 def collect(spec, hierarchy, samples, concepts, saliency, kwargs, target="concept", batch_size=16, layers=None):
@@ -123,30 +139,32 @@ def memory_run(batch_size, n_concepts, saliency, n_samples, n_images):
     print(_status_mb("VmHWM") - before)
 
 
-def main(n_images, parts):
+def main(n_images, parts, repeats):
     spec, hierarchy, samples, concepts = setup(n_images)
     images = torch.stack([s["image"] for s in samples])
     membership = hierarchy.membership(concepts)
     n_pairs = int(membership[:, torch.tensor([s["label"] for s in samples])].sum())
     print(f"{spec.name} at {spec.layer}, {len(samples)} stamp scenes, {len(concepts)} concepts, {n_pairs} "
           f"image-concept pairs, {torch.get_num_threads()} threads, torch {torch.__version__}")
-    floor = floor_seconds(spec.model, spec.model.get_submodule(spec.layer), images)
-    print(f"floor (batched forward + 1 backward to the layer): {len(images) / floor:.1f} images/s")
+    floor = floor_run(spec.model, spec.model.get_submodule(spec.layer), images)
+    floor()  # warm-up
+    print(f"floor (batched forward + 1 backward to the layer): {len(images) / timed(floor, 2):.1f} images/s")
     if "speed" in parts:
-        speed(spec, hierarchy, samples, concepts, images, floor)
+        speed(spec, hierarchy, samples, concepts, images, floor, repeats)
     if "memory" in parts:
         memory(concepts, n_images)
 
 
-def speed(spec, hierarchy, samples, concepts, images, floor):
-    print(f"{'method':<22} {'target':<8} {'images/s':>9} {'x floor':>8}   (target >= 0.8)")
+def speed(spec, hierarchy, samples, concepts, images, floor, repeats):
+    print(f"{'method':<22} {'target':<8} {'images/s':>9} {'x floor: median':>16} {'[min, max]':>14}   "
+          f"({repeats} interleaved repeats; target >= 0.8)")
     for method, kwargs in METHODS.items():
         for target in ("concept", "leaf"):
             run = collect(spec, hierarchy, samples, concepts, method, kwargs, target)
-            run()  # warm-up
-            seconds = timed(run, 2)
             work = kwargs.get("n_samples", kwargs.get("n_steps", 1))
-            print(f"{method:<22} {target:<8} {len(images) / seconds:>9.1f} {floor * work / seconds:>8.2f}")
+            ratios, seconds = interleaved_ratios(floor, run, work, repeats)
+            print(f"{method:<22} {target:<8} {len(images) / seconds:>9.1f} {statistics.median(ratios):>16.2f} "
+                  f"[{ratios[0]:.2f}, {ratios[-1]:.2f}]")
     shared = timed(collect(spec, hierarchy, samples, concepts, "gradient", {}), 2)
     per_pair = timed(collect(spec, hierarchy, samples, concepts, PerPairGradient, {}))
     batch1 = batch1_seconds(spec, hierarchy, samples, concepts)
@@ -183,5 +201,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--images", type=int, default=48)
     parser.add_argument("--parts", nargs="+", default=["speed", "memory"], choices=["speed", "memory"])
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved floor/method timings per ratio")
     args = parser.parse_args()
-    main(args.images, args.parts)
+    main(args.images, args.parts, args.repeats)

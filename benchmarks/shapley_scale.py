@@ -9,7 +9,14 @@ concepts, 32 regions, 40 seeds) of plain and antithetic permutations at equal
 time: the plain sampler gets the permutations that fit in the antithetic
 sampler's time.
 
-    .venv/bin/python benchmarks/shapley_scale.py [scale|antithetic] [--regions 2000 20000]
+Part 3 (``passes``): where one region block's time goes at that size (200
+permutations x 1280 neurons x 10 concepts), step by step, for the fast path
+before issue 20 (argsort-drawn orders; gather, cumsum, cat, sigmoid, diff and
+scatter each on a new P x R x K x C tensor; sums over the permutations) and
+now (Fisher-Yates orders; one buffer updated in place; the return to neuron
+order and the sums in one ``index_add_`` each).
+
+    .venv/bin/python benchmarks/shapley_scale.py [scale|antithetic|passes|all] [--regions 2000 20000]
 """
 
 import argparse
@@ -62,6 +69,55 @@ def scale(regions_list):
         print(f"R {r0} -> {r1}: time x{s1 / s0:.2f} (regions x{r1 / r0:.0f}), peak memory x{p1 / p0:.2f} (target <= 1.2)")
 
 
+def passes(repeats=5):
+    """Milliseconds per step of one region block, the old fast path and the current one, side by side."""
+    torch.set_num_threads(2)
+    generator = torch.Generator().manual_seed(0)
+    n_neurons, n_concepts, n_perm = 1280, 10, 200
+    made = classifiers(n_neurons, n_concepts, generator, scale=4.0)
+    shapley = NeuronConceptShapley(made)
+    coef, intercept = torch.stack([c.coef_ for c in made]), torch.stack([c.intercept_ for c in made])
+    region = torch.randn(1, n_neurons, generator=generator).relu_()
+    pool = torch.randn(4096, n_neurons, generator=generator).relu_()
+    baselines = pool[torch.randint(4096, (n_perm, 1), generator=generator)]
+    times = {}
+
+    def step(name, function):
+        function()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            out = function()
+        times[name] = 1e3 * (time.perf_counter() - start) / repeats
+        return out
+
+    # before: argsort of random keys, then a new tensor per step (shapley.py at f7421ce)
+    orders = step("old: draw (rand + argsort)", lambda: torch.rand((n_perm, 1, n_neurons), generator=generator).argsort(-1))
+    steps = step("old: moves x coef", lambda: (region - baselines)[:, :, None, :] * coef[None, None])
+    index = orders[:, :, None, :].expand_as(steps)
+    start = baselines @ coef.T + intercept
+    gathered = step("old: gather", lambda: steps.gather(-1, index))
+    summed = step("old: cumsum", lambda: gathered.cumsum(-1))
+    prefix = step("old: add start + cat", lambda: torch.cat([start[..., None], start[..., None] + summed], -1))
+    values = step("old: sigmoid", lambda: torch.sigmoid(prefix))
+    gains = step("old: diff", lambda: values.diff(dim=-1))
+    scattered = step("old: scatter to neuron order", lambda: torch.empty_like(gains).scatter_(-1, index, gains))
+    step("old: sum + squares over permutations", lambda: (scattered.sum(0), scattered.square().sum(0)))
+    # now: NeuronConceptShapley's draw and fast path, and the accumulation of _attribute_sampled
+    orders, _ = step("new: draw (Fisher-Yates)", lambda: shapley._draw(n_perm, 1, n_neurons, 0, True, generator))
+    gains = step("new: contributions, in place", lambda: shapley._contributions_fast(region, baselines, orders))
+    total = torch.zeros(n_neurons, n_concepts)
+    squares = torch.zeros(n_neurons, n_concepts)
+    step("new: index_add_ sums + squares", lambda: (total.index_add_(0, orders.reshape(-1), gains.reshape(-1, n_concepts)),
+                                                   squares.index_add_(0, orders.reshape(-1),
+                                                                      gains.square().reshape(-1, n_concepts))))
+    old = sum(v for k, v in times.items() if k.startswith("old"))
+    new = sum(v for k, v in times.items() if k.startswith("new"))
+    for name, ms in times.items():
+        print(f"{name:<40} {ms:8.2f} ms")
+    print(f"one block (1 region x {n_perm} permutations x {n_concepts} concepts x {n_neurons} neurons): "
+          f"old {old:.1f} ms, new {new:.1f} ms (x{old / new:.2f})")
+
+
 def antithetic():
     torch.set_num_threads(2)
     generator = torch.Generator().manual_seed(0)
@@ -94,11 +150,13 @@ if __name__ == "__main__":
         one_scale_run(int(sys.argv[2]))
         sys.exit()
     parser = argparse.ArgumentParser()
-    parser.add_argument("part", nargs="?", default="both", choices=["scale", "antithetic", "both"])
+    parser.add_argument("part", nargs="?", default="all", choices=["scale", "antithetic", "passes", "all"])
     parser.add_argument("--regions", type=int, nargs="+", default=[2000, 20000])
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads available, 2 used")
-    if args.part in ("antithetic", "both"):
+    if args.part in ("passes", "all"):
+        passes()
+    if args.part in ("antithetic", "all"):
         antithetic()
-    if args.part in ("scale", "both"):
+    if args.part in ("scale", "all"):
         scale(args.regions)

@@ -1,9 +1,10 @@
 """Evaluation: localization metrics, baselines, bootstrap intervals, and the WSOL benchmark."""
 
-from .baselines import center_gaussian_maps, conductance_ranking, full_image_maps, gradcam_maps, netdissect_ranking
+from .baselines import (center_gaussian_maps, conductance_ranking, full_image_maps, gradcam_maps, gradcam_pass,
+                        netdissect_ranking)
 from .benchmark import (METRIC_NAMES, compare_records, concept_ground_truth, evaluate_localization, localization_record,
                         localization_table, merge_records, other_objects, summarize_record)
-from .metrics import (WSOL_THRESHOLDS, box_hits_over_thresholds, boxes_to_masks, energy_pointing_game,
+from .metrics import (WSOL_THRESHOLDS, box_hits_over_thresholds, box_ious_over_thresholds, boxes_to_masks, energy_pointing_game,
                       localization_hits, map_to_boxes, mask_area, mask_coverage, mask_iou, mass_share,
                       max_box_accuracy, normalize_maps, pixel_average_precision, pixel_histograms, pointing_game)
 from .statistics import bootstrap_mean, bootstrap_statistic, bootstrap_weights, paired_bootstrap_mean
@@ -15,6 +16,7 @@ __all__ = [
     "bootstrap_statistic",
     "bootstrap_weights",
     "box_hits_over_thresholds",
+    "box_ious_over_thresholds",
     "boxes_to_masks",
     "center_gaussian_maps",
     "compare_records",
@@ -24,6 +26,7 @@ __all__ = [
     "evaluate_localization",
     "full_image_maps",
     "gradcam_maps",
+    "gradcam_pass",
     "localization_hits",
     "localization_record",
     "localization_table",

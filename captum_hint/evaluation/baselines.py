@@ -2,7 +2,8 @@
 
 Maps:
 
-* :func:`gradcam_maps`: Captum's ``LayerGradCam`` on a concept's score;
+* :func:`gradcam_maps`: Captum's ``LayerGradCam`` on a concept's score
+  (:func:`gradcam_pass`: the same for several concepts from one forward pass);
 * :func:`center_gaussian_maps`: a Gaussian at the image centre, the trivial
   map every method must beat (objects tend to sit near the centre);
 * :func:`full_image_maps`: a constant map, whose box is the whole image.
@@ -17,7 +18,7 @@ Neuron rankings:
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from typing import Iterable, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -26,11 +27,12 @@ from torch import Tensor, nn
 
 from ..attr._base import resolve_layer
 from ..attr.activation_propagation import layer_output
+from ..attr.shared_pass import SharedPassSaliency
 from ..concepts.scores import ConceptScore
 from ..core.checks import check_fraction, check_number, check_positive_int
 from ..core.model_state import evaluation_mode
 
-__all__ = ["gradcam_maps", "center_gaussian_maps", "full_image_maps", "conductance_ranking", "netdissect_ranking"]
+__all__ = ["gradcam_maps", "gradcam_pass", "center_gaussian_maps", "full_image_maps", "conductance_ranking", "netdissect_ranking"]
 
 
 def gradcam_maps(model: nn.Module, layer, images: Tensor, leaves: Sequence[int], size=None) -> Tensor:
@@ -43,6 +45,38 @@ def gradcam_maps(model: nn.Module, layer, images: Tensor, leaves: Sequence[int],
     with evaluation_mode(model, "gradcam_maps"):
         maps = method.attribute(images, target=0, relu_attributions=True)
     return LayerAttribution.interpolate(maps.detach(), tuple(size or images.shape[-2:]), "bilinear")
+
+
+def gradcam_pass(model: nn.Module, layer, images: Tensor, concepts: Sequence[Sequence[int]],
+                 capture=None) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+    """Grad-CAM of K concepts from one forward pass: (N x K x h x w maps at the layer, N x C logits, captured).
+
+    Equals :func:`gradcam_maps` per concept (before upsampling), but the
+    forward pass is shared by all concepts and each concept's backward pass
+    runs only through the layers above ``layer``
+    (:class:`~captum_hint.attr.SharedPassSaliency`). ``capture``: another
+    layer (module or dotted name) whose output is returned as well, e.g.
+    the layer HINT explains (a copy, safe from in-place operations above it).
+    """
+    leaf_sets = [list(leaves) for leaves in concepts]
+    method = SharedPassSaliency(model, layer, "gradient", concepts=leaf_sets)
+    captured = {}
+
+    def keep(module, args, output) -> None:
+        captured.setdefault("out", output.detach().clone())
+
+    handle = None if capture is None else resolve_layer(model, capture).register_forward_hook(keep)
+    try:
+        every_pair = lambda logits, first: (torch.arange(len(logits)).repeat_interleave(len(leaf_sets)),  # noqa: E731
+                                            torch.arange(len(leaf_sets)).repeat(len(logits)))
+        result = method.collect(images, every_pair)
+    finally:
+        if handle is not None:
+            handle.remove()
+    activations, gradients = result.activations[0], result.saliency[0]  # N x D x h x w, NK x D x h x w
+    weights = gradients.mean((2, 3), keepdim=True)  # Grad-CAM's channel weights, image-major pairs
+    maps = (weights * activations[result.pair_image]).sum(1).relu()
+    return maps.view(len(images), len(leaf_sets), *maps.shape[1:]).detach(), result.logits, captured.get("out")
 
 
 def center_gaussian_maps(n: int, size: Sequence[int], sigma: float = 0.25) -> Tensor:
@@ -86,7 +120,7 @@ def conductance_ranking(model: nn.Module, layer, images: Tensor, leaves: Sequenc
 
 
 def netdissect_ranking(model: nn.Module, layer, batches: Iterable, quantile: float = 0.005, resolution: int = 56,
-                       sample_cap: int = 200_000, seed: int = 0, device=None) -> Tensor:
+                       sample_cap: int = 200_000, seed: int = 0, device=None, cache_bytes: int = 1 << 30) -> Tensor:
     """NetDissect's IoU of every unit with one or K concepts: D (or D x K) scores (Bau et al., CVPR 2017, Sec. 2.2).
 
     Each unit's threshold ``T_k`` is the activation exceeded with probability
@@ -100,10 +134,13 @@ def netdissect_ranking(model: nn.Module, layer, batches: Iterable, quantile: flo
     depend on the concept. They come from a uniform sample of at most
     ``sample_cap`` positions (seeded), so memory does not grow with the data.
     Masks are compared at ``resolution`` x ``resolution`` (max-pooled GT).
+    The first pass keeps the activations for the second while they fit in
+    ``cache_bytes`` (1 GiB), so a small data set runs through the model once.
     """
     check_fraction("quantile", quantile, allow_one=False)
     check_positive_int("resolution", resolution)
     check_positive_int("sample_cap", sample_cap)
+    check_number("cache_bytes", cache_bytes, low=0)
     module = resolve_layer(model, layer)
     generator = torch.Generator().manual_seed(seed)
 
@@ -111,9 +148,13 @@ def netdissect_ranking(model: nn.Module, layer, batches: Iterable, quantile: flo
         return layer_output(model, module, images.to(device) if device is not None else images).float().cpu()
 
     with evaluation_mode(model, "netdissect_ranking"):
-        sample = None
+        sample, cache, cached_bytes = None, [], 0
         for images, _ in batches:
             z = activations(images)
+            cached_bytes += z.numel() * z.element_size()
+            cache = cache if cache is not None and cached_bytes <= cache_bytes else None
+            if cache is not None:
+                cache.append(z)
             positions = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])
             # reservoir by random keys: keep the cap rows with the smallest keys seen so far
             keys = torch.rand(len(positions), generator=generator)
@@ -125,13 +166,16 @@ def netdissect_ranking(model: nn.Module, layer, batches: Iterable, quantile: flo
         rank = max(1, math.ceil((1 - quantile) * len(sample[0])))
         thresholds = sample[0].kthvalue(rank, dim=0).values  # D
         intersection = union = single = None
-        for images, masks in batches:
+        for index, (images, masks) in enumerate(batches):
             single = masks.dim() == 3
             concepts = F.adaptive_max_pool2d((masks[:, None] if single else masks).float(), resolution) > 0  # N x K x r x r
-            z = F.interpolate(activations(images), size=(resolution, resolution), mode="bilinear", align_corners=False)
-            unit_masks = (z > thresholds.view(1, -1, 1, 1))[:, :, None]  # N x D x 1 x r x r
-            both = (unit_masks & concepts[:, None]).sum((0, 3, 4)).double()  # D x K
-            either = (unit_masks | concepts[:, None]).sum((0, 3, 4)).double()
+            z = cache[index] if cache is not None else activations(images)
+            z = F.interpolate(z, size=(resolution, resolution), mode="bilinear", align_corners=False)
+            unit_masks = (z > thresholds.view(1, -1, 1, 1)).double().transpose(0, 1).flatten(1)  # D x N r r
+            concept_masks = concepts.double().transpose(0, 1).flatten(1)  # K x N r r
+            # counts of 0/1 products: exact in float64; |M ∪ L| = |M| + |L| - |M ∩ L|
+            both = unit_masks @ concept_masks.T  # D x K
+            either = unit_masks.sum(1, keepdim=True) + concept_masks.sum(1) - both
             intersection = both if intersection is None else intersection + both
             union = either if union is None else union + either
     scores = (intersection / union.clamp_min(1)).float()

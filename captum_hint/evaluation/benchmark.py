@@ -14,18 +14,19 @@ images are compared with a paired bootstrap (:func:`compare_records`).
 from __future__ import annotations
 
 import math
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
+from captum.attr import LayerAttribution
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..core.checks import check_fraction, check_positive_int
 from ..core.model_state import evaluation_mode
-from .baselines import center_gaussian_maps, full_image_maps, gradcam_maps
-from .metrics import (MAXBOXACC_V2_IOUS, WSOL_THRESHOLDS, box_hits_over_thresholds, boxes_to_masks,
-                      energy_pointing_game, localization_hits, map_to_boxes, mask_area, mask_coverage, mask_iou,
-                      mass_share, max_box_accuracy, pixel_average_precision, pixel_histograms, pointing_game)
+from .baselines import center_gaussian_maps, full_image_maps, gradcam_pass
+from .metrics import (MAXBOXACC_V2_IOUS, WSOL_THRESHOLDS, box_ious_over_thresholds, boxes_to_masks,
+                      energy_pointing_game, mask_area, mask_coverage, mask_iou, mass_share, max_box_accuracy,
+                      normalize_maps, pixel_average_precision, pixel_histograms, pointing_game)
 from .statistics import bootstrap_statistic, bootstrap_weights
 
 __all__ = ["concept_ground_truth", "other_objects", "localization_record", "merge_records", "summarize_record",
@@ -71,6 +72,25 @@ def other_objects(samples: Sequence[Dict], indices: Sequence[int], leaves: Seque
     return torch.stack([samples[i]["masks"][~torch.isin(samples[i]["labels"], leaves)].any(0) for i in indices])
 
 
+class _Truth(NamedTuple):
+    """One concept's ground truth, with what every method's record needs of it computed once."""
+
+    masks: Tensor
+    boxes: Sequence[Tensor]
+    has_mask: Tensor
+    box_masks: Tensor
+    point_masks: Tensor
+    other_masks: Optional[Tensor]
+    correct: Optional[Tensor]
+
+
+def _truth(gt_masks: Tensor, gt_boxes: Sequence[Tensor], other_masks: Optional[Tensor], correct: Optional[Tensor]) -> _Truth:
+    has_mask = gt_masks.flatten(1).any(1)
+    box_masks = boxes_to_masks(gt_boxes, *gt_masks.shape[1:])
+    return _Truth(gt_masks, gt_boxes, has_mask, box_masks, torch.where(has_mask[:, None, None], gt_masks, box_masks),
+                  other_masks, correct)
+
+
 def localization_record(maps: Tensor, gt_masks: Tensor, gt_boxes: Sequence[Tensor], other_masks: Optional[Tensor] = None,
                         correct: Optional[Tensor] = None, thresholds: Sequence[float] = WSOL_THRESHOLDS,
                         threshold: float = 0.5, energy: float = 0.3, tolerance: float = 15.0, bins: int = 100) -> Record:
@@ -91,26 +111,35 @@ def localization_record(maps: Tensor, gt_masks: Tensor, gt_boxes: Sequence[Tenso
     Returns:
         ``{"box_hits": N x T x 3, "pixels": N x 2 x B, metric: N values}``.
     """
-    has_mask = gt_masks.flatten(1).any(1)
-    point_masks = torch.where(has_mask[:, None, None], gt_masks, boxes_to_masks(gt_boxes, *gt_masks.shape[1:]))
+    return _record(maps, _truth(gt_masks, gt_boxes, other_masks, correct), thresholds, threshold, energy, tolerance, bins)
+
+
+def _record(maps: Tensor, truth: _Truth, thresholds: Sequence[float] = WSOL_THRESHOLDS, threshold: float = 0.5,
+            energy: float = 0.3, tolerance: float = 15.0, bins: int = 100) -> Record:
+    check_fraction("threshold", threshold, allow_one=False)
+    has_mask = truth.has_mask
     nan = torch.full((len(maps),), math.nan)
-    hits = localization_hits(map_to_boxes(maps, threshold), gt_boxes)
+    scaled = normalize_maps(maps)  # once for every metric below
+    # the sweep and the one-threshold box from the same pass over each map
+    ious = box_ious_over_thresholds(scaled, truth.boxes, [*thresholds, threshold], scaled=True)
+    hits = ious[:, -1] >= 0.5
     record = {
-        "box_hits": box_hits_over_thresholds(maps, gt_boxes, thresholds, MAXBOXACC_V2_IOUS),
-        "pixels": pixel_histograms(maps, gt_masks, bins) * has_mask[:, None, None],
-        "pointing_15px": pointing_game(maps, point_masks, tolerance).float(),
-        "pointing_strict": pointing_game(maps, point_masks, 0.0).float(),
-        "energy_pointing": energy_pointing_game(maps, gt_boxes, energy).float(),
-        "hint_pointing": torch.where(has_mask, mask_coverage(maps, gt_masks, threshold).float(), nan),
-        "hint_iou": torch.where(has_mask, mask_iou(maps, gt_masks, threshold).float(), nan),
+        "box_hits": ious[:, :-1, None] >= torch.tensor(MAXBOXACC_V2_IOUS),
+        "pixels": pixel_histograms(scaled, truth.masks, bins, scaled=True) * has_mask[:, None, None],
+        "pointing_15px": pointing_game(maps, truth.point_masks, tolerance).float(),
+        "pointing_strict": pointing_game(maps, truth.point_masks, 0.0).float(),
+        "energy_pointing": energy_pointing_game(scaled, truth.boxes, energy, scaled=True,
+                                                box_masks=truth.box_masks).float(),
+        "hint_pointing": torch.where(has_mask, mask_coverage(scaled, truth.masks, threshold, scaled=True).float(), nan),
+        "hint_iou": torch.where(has_mask, mask_iou(scaled, truth.masks, threshold, scaled=True).float(), nan),
         "loc_acc": hits.float(),
-        "loc_acc_top1": (hits & correct).float() if correct is not None else nan.clone(),
-        "mask_area": mask_area(maps, threshold),
+        "loc_acc_top1": (hits & truth.correct).float() if truth.correct is not None else nan.clone(),
+        "mask_area": mask_area(scaled, threshold, scaled=True),
         "off_target_mass": nan.clone(),
     }
-    if other_masks is not None:
-        scored = other_masks.flatten(1).any(1)
-        record["off_target_mass"] = torch.where(scored, mass_share(maps, other_masks), nan)
+    if truth.other_masks is not None:
+        scored = truth.other_masks.flatten(1).any(1)
+        record["off_target_mass"] = torch.where(scored, mass_share(scaled, truth.other_masks, scaled=True), nan)
     return record
 
 
@@ -169,8 +198,26 @@ def compare_records(first: Record, second: Record, seed: int = 0, rounds: int = 
             for key in a if _available(first, key) and _available(second, key)}
 
 
-def _batched(function, images: Tensor, batch_size: int) -> Tensor:
-    return torch.cat([function(images[s : s + batch_size]).detach().cpu() for s in range(0, len(images), batch_size)])
+def _model_outputs(hint, images: Sequence[Tensor], concept_leaves: Sequence[Sequence[int]], gradcam_layer,
+                   batch_size: int) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+    """Top-1 classes, HINT layer features and Grad-CAM maps (N x K x h x w at ``gradcam_layer``) of the images.
+
+    One forward pass per batch serves all three; every image is scored for
+    every concept, since an image usually holds several.
+    """
+    top1, features, cams = [], [], []
+    with evaluation_mode(hint.model, "evaluate_localization"):
+        for start in range(0, len(images), batch_size):
+            batch = torch.stack(list(images[start : start + batch_size])).to(hint.device)
+            if gradcam_layer is None:
+                logits, layer_output = hint._forward_with_features(batch)
+            else:
+                maps, logits, layer_output = gradcam_pass(hint.model, gradcam_layer, batch, concept_leaves,
+                                                          capture=hint.layer_module)
+                cams.append(maps.cpu())
+            top1.append(logits.argmax(1).cpu())
+            features.append(layer_output.cpu())
+    return torch.cat(top1), torch.cat(features), torch.cat(cams) if cams else None
 
 
 def evaluate_localization(hint, samples: Sequence[Dict], concepts: Sequence[str],
@@ -178,7 +225,7 @@ def evaluate_localization(hint, samples: Sequence[Dict], concepts: Sequence[str]
                           rankings: Optional[Dict[str, object]] = None, gradcam_layer: Optional[str] = None,
                           baselines: bool = True, thresholds: Sequence[float] = WSOL_THRESHOLDS,
                           threshold: float = 0.5, energy: float = 0.3, batch_size: int = 16,
-                          progress: bool = False) -> List[Dict]:
+                          progress: bool = False, model_outputs: Optional[Dict] = None) -> List[Dict]:
     """The WSOL study: HINT with each neuron ranking at each fraction, Grad-CAM and trivial maps.
 
     Args:
@@ -194,6 +241,10 @@ def evaluate_localization(hint, samples: Sequence[Dict], concepts: Sequence[str]
         gradcam_layer: layer for the Grad-CAM baseline (None: no Grad-CAM).
         baselines: add the centre-Gaussian and full-image maps.
         thresholds: the MaxBoxAcc sweep.
+        model_outputs: a dict to keep the model's outputs on the samples
+            (top-1 classes, layer features, Grad-CAM) for later calls on the
+            same model, layer, samples and concepts, e.g. for several HINTs
+            fitted at one layer; the samples are keyed by their position.
 
     Returns:
         Rows ``{"method", "fraction", "concept", "images", "record"}`` (see
@@ -210,31 +261,42 @@ def evaluate_localization(hint, samples: Sequence[Dict], concepts: Sequence[str]
         return ranking[concept] if isinstance(ranking, dict) else ranking
 
     hint.fit_localizers([(c, f, ranking_of(r, c)) for c in concepts for r in rankings.values() for f in fractions])
+    concept_leaves = [hint.hierarchy.leaves_under(c) for c in concepts]
+    truths = [concept_ground_truth(samples, leaves) for leaves in concept_leaves]
+    used = sorted({i for keep, _, _ in truths for i in keep})
+    key = (id(hint.model), hint.layer, gradcam_layer, tuple(used), tuple(concepts))
+    outputs = None if model_outputs is None else model_outputs.get(key)
+    if outputs is None:
+        outputs = _model_outputs(hint, [samples[i]["image"] for i in used], concept_leaves, gradcam_layer, batch_size)
+        if model_outputs is not None:
+            model_outputs[key] = outputs
+    top1, features, cams = outputs
+    position = {index: row for row, index in enumerate(used)}
     rows = []
-    for concept in tqdm(concepts, desc="localization", disable=not progress):
-        leaves = hint.hierarchy.leaves_under(concept)
-        keep, masks, boxes = concept_ground_truth(samples, leaves)
+    for k, concept in enumerate(tqdm(concepts, desc="localization", disable=not progress)):
+        leaves = concept_leaves[k]
+        keep, masks, boxes = truths[k]
         if not keep:
             continue
+        at = torch.tensor([position[i] for i in keep])
         images = torch.stack([samples[i]["image"] for i in keep])
         masks, others = torch.stack(masks), other_objects(samples, keep, leaves)
-        with torch.no_grad(), evaluation_mode(hint.model, "evaluate_localization"):
-            top1 = _batched(lambda x: hint.model(x.to(hint.device)).argmax(1), images, batch_size)
-        correct = torch.isin(top1, torch.tensor(leaves))
-        features = torch.cat([hint.layer_features(images[s : s + batch_size]) for s in range(0, len(images), batch_size)])
+        correct = torch.isin(top1[at], torch.tensor(leaves))
+
+        truth = _truth(masks, boxes, others, correct)
 
         def add(method: str, fraction: float, maps: Tensor) -> None:
-            record = localization_record(maps, masks, boxes, others, correct, thresholds, threshold, energy)
+            record = _record(maps, truth, thresholds, threshold, energy)
             rows.append({"method": method, "fraction": fraction, "concept": concept, "images": len(keep),
                          "record": record})
 
         for name, ranking in rankings.items():
             for fraction in fractions:
                 add(f"HINT ({name})", fraction, hint.localize(images, concept, fraction, ranking_of(ranking, concept),
-                                                              features=features).cpu())
+                                                              features=features[at].to(hint.device)).cpu())
         if gradcam_layer is not None:
-            add("Grad-CAM", math.nan, _batched(lambda x: gradcam_maps(hint.model, gradcam_layer, x.to(hint.device), leaves),
-                                               images, batch_size))
+            add("Grad-CAM", math.nan, LayerAttribution.interpolate(cams[at, k : k + 1], tuple(images.shape[-2:]),
+                                                                   "bilinear"))
         if baselines:
             add("centre Gaussian", math.nan, center_gaussian_maps(len(images), images.shape[-2:]))
             add("full image", math.nan, full_image_maps(len(images), images.shape[-2:]))

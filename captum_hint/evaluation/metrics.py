@@ -9,7 +9,8 @@ K_i x 4 ``(x1, y1, x2, y2)`` with inclusive pixel corners.
 Standard WSOL metrics (Choe et al., "Evaluating Weakly Supervised Object
 Localization Methods Right", CVPR 2020, and their ``wsolevaluation`` code):
 
-* :func:`box_hits_over_thresholds` / :func:`max_box_accuracy`: MaxBoxAcc and
+* :func:`box_ious_over_thresholds`, :func:`box_hits_over_thresholds` and
+  :func:`max_box_accuracy`: MaxBoxAcc and
   MaxBoxAccV2 (boxes of the largest connected component at every threshold);
 * :func:`pixel_histograms` / :func:`pixel_average_precision`: PxAP.
 
@@ -32,21 +33,23 @@ selectivity: how much of the *animal* map lies on vehicles).
 
 from __future__ import annotations
 
+import math
 from typing import Optional, Sequence
 
 import numpy as np
 import torch
-from scipy import ndimage
 from torch import Tensor
 
 from ..core.boxes import box_iou
 from ..core.checks import check_finite, check_fraction, check_number, check_positive_int
+from .components import largest_component_boxes_by_level
 
 __all__ = [
     "WSOL_THRESHOLDS",
     "normalize_maps",
     "map_to_boxes",
     "localization_hits",
+    "box_ious_over_thresholds",
     "box_hits_over_thresholds",
     "max_box_accuracy",
     "pixel_histograms",
@@ -75,6 +78,11 @@ def normalize_maps(maps: Tensor) -> Tensor:
     return torch.where(span > 0, (flat - low) / span.clamp_min(1e-12), 0.0).view_as(maps)
 
 
+def _scaled(maps: Tensor, scaled: bool) -> Tensor:
+    """The maps min-max scaled, or as given when the caller has scaled them (``scaled=True``)."""
+    return maps.float() if scaled else normalize_maps(maps)
+
+
 def _check_maps(maps: Tensor) -> None:
     if not isinstance(maps, Tensor) or maps.dim() != 4 or maps.shape[1] != 1:
         shape = tuple(maps.shape) if isinstance(maps, Tensor) else type(maps).__name__
@@ -86,51 +94,46 @@ def _check_masks(maps: Tensor, gt_masks: Tensor) -> None:
         raise ValueError(f"gt_masks: expected {(maps.shape[0], *maps.shape[2:])} like maps, got {tuple(gt_masks.shape)}")
 
 
-def _largest_component_boxes(masks: np.ndarray) -> Tensor:
-    """N x 4 boxes of the largest 8-connected component of each of N x H x W masks (empty: whole image)."""
-    n, height, width = masks.shape
-    structure = np.zeros((3, 3, 3), dtype=bool)
-    structure[1] = True  # connect within an image, never across images
-    labels, count = ndimage.label(masks, structure=structure)
-    boxes = np.tile(np.array([0, 0, width - 1, height - 1]), (n, 1))
-    if count == 0:
-        return torch.from_numpy(boxes).float()
-    sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
-    # labels are numbered in raster order, so each image owns a contiguous range of them
-    last_label = np.maximum.accumulate(labels.reshape(n, -1).max(1))
-    owner = np.searchsorted(last_label, np.arange(1, count + 1))
-    order = np.lexsort((sizes, owner))
-    is_last = np.r_[owner[order][1:] != owner[order][:-1], True]
-    largest = np.zeros(n, dtype=labels.dtype)
-    largest[owner[order][is_last]] = order[is_last] + 1
-    chosen = labels == largest[:, None, None]
-    chosen &= (largest > 0)[:, None, None]
-    rows, cols = chosen.any(2), chosen.any(1)
-    found = rows.any(1)
-    y1, y2 = rows.argmax(1), height - 1 - rows[:, ::-1].argmax(1)
-    x1, x2 = cols.argmax(1), width - 1 - cols[:, ::-1].argmax(1)
-    boxes[found] = np.stack([x1, y1, x2, y2], 1)[found]
-    return torch.from_numpy(boxes).float()
+def _component_boxes(scaled: np.ndarray, thresholds: Sequence[float]) -> Tensor:
+    """N x T x 4 boxes of the largest 8-connected component of ``scaled >= τ`` for each τ (empty: whole image).
+
+    Each τ is compared in the maps' precision (as ``scaled >= τ`` with a
+    Python float); the masks of all thresholds come from one sorted pass
+    per map (:func:`~captum_hint.evaluation.components.largest_component_boxes_by_level`).
+    """
+    grid, position = np.unique(np.asarray(thresholds, dtype=scaled.dtype), return_inverse=True)
+    boxes = largest_component_boxes_by_level(scaled, grid)
+    return torch.from_numpy(boxes[:, position.reshape(-1)]).float()
 
 
-def map_to_boxes(maps: Tensor, threshold: float = 0.5) -> Tensor:
-    """N x 4 boxes around the largest connected component of ``map >= threshold``."""
-    return _largest_component_boxes(_masks(maps, threshold).cpu().numpy())
+def map_to_boxes(maps: Tensor, threshold: float = 0.5, *, scaled: bool = False) -> Tensor:
+    """N x 4 boxes around the largest connected component of ``map >= threshold``.
+
+    ``scaled=True`` (here and in every metric of this module) says the maps
+    are min-max scaled already (:func:`normalize_maps`), so they are not
+    scaled again.
+    """
+    _check_maps(maps)
+    check_fraction("threshold", threshold, allow_one=False)
+    return _component_boxes(_scaled(maps, scaled)[:, 0].cpu().numpy(), [threshold])[:, 0]
 
 
 def _box_ious(pred_boxes: Tensor, gt_boxes: Sequence[Tensor]) -> Tensor:
-    """N best IoUs of each predicted box with its image's GT boxes (inclusive pixel corners, as wsolevaluation)."""
+    """N (or N x T) best IoUs of each predicted N (x T) x 4 box with its image's GT boxes.
+
+    Boxes have inclusive pixel corners, as in wsolevaluation.
+    """
     if len(gt_boxes) != len(pred_boxes):
         raise ValueError(f"gt_boxes: expected {len(pred_boxes)} box sets, got {len(gt_boxes)}")
     counts = torch.tensor([len(b) for b in gt_boxes])
     if (counts == 0).all():
-        return torch.zeros(len(pred_boxes))
+        return torch.zeros(pred_boxes.shape[:-1])
     inclusive = torch.tensor([0.0, 0.0, 1.0, 1.0])
     gt = torch.cat([b.float().view(-1, 4) for b in gt_boxes]) + inclusive
     owner = torch.repeat_interleave(torch.arange(len(gt_boxes)), counts)
-    ious = box_iou(pred_boxes.float() + inclusive, gt)  # N x G, only each image's own columns count
-    ious = torch.where(owner[None] == torch.arange(len(pred_boxes))[:, None], ious, 0.0)
-    return ious.amax(1)
+    ious = box_iou(pred_boxes.float().reshape(-1, 4) + inclusive, gt).view(*pred_boxes.shape[:-1], -1)
+    own = owner == torch.arange(len(pred_boxes)).view(-1, *[1] * (pred_boxes.dim() - 1))  # N (x 1) x G
+    return torch.where(own, ious, 0.0).amax(-1)
 
 
 def localization_hits(pred_boxes: Tensor, gt_boxes: Sequence[Tensor], iou: float = 0.5) -> Tensor:
@@ -139,30 +142,35 @@ def localization_hits(pred_boxes: Tensor, gt_boxes: Sequence[Tensor], iou: float
     return _box_ious(pred_boxes, gt_boxes) >= iou
 
 
-def box_hits_over_thresholds(maps: Tensor, gt_boxes: Sequence[Tensor], thresholds: Sequence[float] = WSOL_THRESHOLDS,
-                             ious: Sequence[float] = MAXBOXACC_V2_IOUS) -> Tensor:
-    """N x T x I booleans: at threshold τ_t the largest component's box has IoU >= δ_i with a GT box.
+def box_ious_over_thresholds(maps: Tensor, gt_boxes: Sequence[Tensor], thresholds: Sequence[float] = WSOL_THRESHOLDS,
+                             *, scaled: bool = False) -> Tensor:
+    """N x T: the best IoU with a GT box of the largest connected component's box of ``map >= τ_t``.
 
-    The per-image ingredient of MaxBoxAcc (``wsolevaluation``'s
-    ``BoxEvaluator``): every map is min-max scaled, thresholded at each τ,
-    and boxed around its largest connected component. wsolevaluation boxes
-    the largest OpenCV contour; here it is the largest 8-connected pixel
-    component, which is the same region for solid masks.
+    Every map is min-max scaled, thresholded at each τ (in the maps' float32
+    precision) and boxed around its largest 8-connected component
+    (``wsolevaluation`` boxes the largest OpenCV contour, the same region
+    for solid masks); an empty mask gives the whole image. All thresholds
+    come from one pass per map, whatever their number (see
+    :mod:`~captum_hint.evaluation.components`).
     """
     _check_maps(maps)
     if not len(thresholds):
         raise ValueError("thresholds: expected at least one threshold")
     for value in thresholds:
         check_number("thresholds", value, 0.0, 1.0, high_open=True)
+    return _box_ious(_component_boxes(_scaled(maps, scaled)[:, 0].cpu().numpy(), thresholds), gt_boxes)
+
+
+def box_hits_over_thresholds(maps: Tensor, gt_boxes: Sequence[Tensor], thresholds: Sequence[float] = WSOL_THRESHOLDS,
+                             ious: Sequence[float] = MAXBOXACC_V2_IOUS, *, scaled: bool = False) -> Tensor:
+    """N x T x I booleans: at threshold τ_t the largest component's box has IoU >= δ_i with a GT box.
+
+    The per-image ingredient of MaxBoxAcc (``wsolevaluation``'s
+    ``BoxEvaluator``), from :func:`box_ious_over_thresholds`.
+    """
     for value in ious:
         check_fraction("ious", value)
-    scaled = normalize_maps(maps)[:, 0].cpu().numpy()
-    hits = torch.zeros(len(maps), len(thresholds), len(ious), dtype=torch.bool)
-    levels = torch.tensor(list(ious))
-    for t, threshold in enumerate(thresholds):  # one labelling of all images per threshold
-        best = _box_ious(_largest_component_boxes(scaled >= threshold), gt_boxes)
-        hits[:, t] = best[:, None] >= levels
-    return hits
+    return box_ious_over_thresholds(maps, gt_boxes, thresholds, scaled=scaled)[..., None] >= torch.tensor(list(ious))
 
 
 def max_box_accuracy(box_hits: Tensor, weights: Optional[Tensor] = None) -> Tensor:
@@ -178,7 +186,7 @@ def max_box_accuracy(box_hits: Tensor, weights: Optional[Tensor] = None) -> Tens
     return accuracy[0] if weights is None else accuracy
 
 
-def pixel_histograms(maps: Tensor, gt_masks: Tensor, bins: int = 100) -> Tensor:
+def pixel_histograms(maps: Tensor, gt_masks: Tensor, bins: int = 100, *, scaled: bool = False) -> Tensor:
     """N x 2 x B counts of GT-positive and GT-negative pixels per score bin (``wsolevaluation``'s MaskEvaluator).
 
     Scores are min-max scaled maps; bin b holds scores in [b/B, (b+1)/B)
@@ -187,15 +195,13 @@ def pixel_histograms(maps: Tensor, gt_masks: Tensor, bins: int = 100) -> Tensor:
     _check_maps(maps)
     _check_masks(maps, gt_masks)
     check_positive_int("bins", bins)
-    scaled = normalize_maps(maps)[:, 0].flatten(1)
-    index = (scaled * bins).long().clamp(max=bins - 1)
-    positive = gt_masks.flatten(1).to(scaled.device).long()
+    scores = _scaled(maps, scaled)[:, 0].flatten(1)
     n = len(maps)
-    # bin index within a (image, positive?) row: one scatter for all images
-    row = (torch.arange(n, device=scaled.device)[:, None] * 2 + (1 - positive)) * bins + index
-    counts = torch.zeros(n * 2 * bins, dtype=torch.float64, device=scaled.device)
-    counts.index_add_(0, row.flatten(), torch.ones(row.numel(), dtype=torch.float64, device=scaled.device))
-    return counts.view(n, 2, bins).cpu()
+    # bin index within an (image, positive?) row, in int32: one count for all images
+    row = (scores * bins).to(torch.int32).clamp_(max=bins - 1)
+    row += (~gt_masks.flatten(1).to(scores.device)).to(torch.int32) * bins
+    row += torch.arange(0, 2 * n * bins, 2 * bins, dtype=torch.int32, device=scores.device)[:, None]
+    return torch.bincount(row.flatten(), minlength=n * 2 * bins).double().view(n, 2, bins).cpu()
 
 
 def pixel_average_precision(histograms: Tensor, weights: Optional[Tensor] = None) -> Tensor:
@@ -229,38 +235,43 @@ def pointing_game(maps: Tensor, gt_masks: Tensor, tolerance: float = 15.0) -> Te
     _check_maps(maps)
     _check_masks(maps, gt_masks)
     check_number("tolerance", tolerance, low=0.0)
-    width = maps.shape[-1]
-    peak = maps.flatten(1).argmax(1)
-    ys = torch.arange(maps.shape[-2], device=maps.device).view(1, -1, 1)
-    xs = torch.arange(width, device=maps.device).view(1, 1, -1)
-    distance2 = (ys - (peak // width).view(-1, 1, 1)) ** 2 + (xs - (peak % width).view(-1, 1, 1)) ** 2
-    return ((distance2 <= tolerance**2) & gt_masks.to(maps.device)).flatten(1).any(1).cpu()
+    height, width = maps.shape[-2:]
+    peak = maps.flatten(1).argmax(1).cpu()
+    # only the disc around each peak is looked at
+    reach = int(math.floor(tolerance))
+    steps = torch.arange(-reach, reach + 1)
+    dy, dx = steps.repeat_interleave(len(steps)), steps.repeat(len(steps))
+    disc = dy**2 + dx**2 <= tolerance**2
+    ys, xs = (peak // width)[:, None] + dy[disc], (peak % width)[:, None] + dx[disc]
+    inside = (ys >= 0) & (ys < height) & (xs >= 0) & (xs < width)
+    index = ys.clamp(0, height - 1) * width + xs.clamp(0, width - 1)
+    return (gt_masks.flatten(1).cpu().gather(1, index) & inside).any(1)
 
 
-def _masks(maps: Tensor, threshold: float) -> Tensor:
+def _masks(maps: Tensor, threshold: float, scaled: bool) -> Tensor:
     _check_maps(maps)
     check_fraction("threshold", threshold, allow_one=False)
-    return (normalize_maps(maps) >= threshold)[:, 0]
+    return (_scaled(maps, scaled) >= threshold)[:, 0]
 
 
-def mask_coverage(maps: Tensor, gt_masks: Tensor, threshold: float = 0.5) -> Tensor:
+def mask_coverage(maps: Tensor, gt_masks: Tensor, threshold: float = 0.5, *, scaled: bool = False) -> Tensor:
     """N values ``|mask ∩ GT| / |GT|``: the HINT paper's "pointing game" (Fig. 4c)."""
-    predicted = _masks(maps, threshold)
+    predicted = _masks(maps, threshold, scaled)
     _check_masks(maps, gt_masks)
     return (predicted & gt_masks).flatten(1).sum(1) / gt_masks.flatten(1).sum(1).clamp_min(1)
 
 
-def mask_iou(maps: Tensor, gt_masks: Tensor, threshold: float = 0.5) -> Tensor:
+def mask_iou(maps: Tensor, gt_masks: Tensor, threshold: float = 0.5, *, scaled: bool = False) -> Tensor:
     """N values ``|mask ∩ GT| / |mask ∪ GT|``: the HINT paper's IoU (Fig. 4c)."""
-    predicted = _masks(maps, threshold)
+    predicted = _masks(maps, threshold, scaled)
     _check_masks(maps, gt_masks)
     union = (predicted | gt_masks).flatten(1).sum(1)
     return (predicted & gt_masks).flatten(1).sum(1) / union.clamp_min(1)
 
 
-def mask_area(maps: Tensor, threshold: float = 0.5) -> Tensor:
+def mask_area(maps: Tensor, threshold: float = 0.5, *, scaled: bool = False) -> Tensor:
     """N values: the share of the image in ``map >= threshold``."""
-    return _masks(maps, threshold).flatten(1).float().mean(1)
+    return _masks(maps, threshold, scaled).flatten(1).float().mean(1)
 
 
 def boxes_to_masks(boxes: Sequence[Tensor], height: int, width: int) -> Tensor:
@@ -278,23 +289,38 @@ def boxes_to_masks(boxes: Sequence[Tensor], height: int, width: int) -> Tensor:
     return masks
 
 
-def energy_pointing_game(maps: Tensor, gt_boxes: Sequence[Tensor], energy: float = 0.3) -> Tensor:
-    """N booleans: the top pixels holding ``energy`` of the map's mass all lie in the GT boxes."""
+def energy_pointing_game(maps: Tensor, gt_boxes: Sequence[Tensor], energy: float = 0.3, *, scaled: bool = False,
+                         box_masks: Optional[Tensor] = None) -> Tensor:
+    """N booleans: the top pixels holding ``energy`` of the map's mass all lie in the GT boxes.
+
+    Pixels are kept from the largest value down until the kept mass reaches
+    ``energy`` of the total (at least one pixel); among pixels equal to the
+    last value kept, the first ones in raster order are kept (so a constant
+    map keeps its first pixel). ``box_masks``: :func:`boxes_to_masks` of
+    ``gt_boxes``, when the caller has it.
+    """
     _check_maps(maps)
     check_fraction("energy", energy)
-    weights = normalize_maps(maps).flatten(1)
-    order = weights.sort(1, descending=True)
-    cumulative = order.values.cumsum(1)
-    # keep pixels until the kept mass reaches `energy` of the total (at least one)
+    weights = _scaled(maps, scaled).flatten(1).cpu()
+    # numpy's sort is SIMD-vectorized, several times faster than torch's on a CPU; the sums are torch's
+    descending = torch.from_numpy(np.flip(np.sort(weights.numpy(), axis=1), axis=1).copy())
+    cumulative = descending.cumsum(1)
     n_keep = (cumulative < energy * cumulative[:, -1:]).sum(1) + 1
-    kept = torch.zeros_like(weights, dtype=torch.bool)
-    kept.scatter_(1, order.indices, torch.arange(weights.shape[1]).expand_as(weights) < n_keep[:, None])
-    inside = boxes_to_masks(gt_boxes, *maps.shape[-2:]).flatten(1)
+    last = descending.gather(1, (n_keep - 1)[:, None])[:, 0]  # the smallest value kept
+    inside = (boxes_to_masks(gt_boxes, *maps.shape[-2:]) if box_masks is None else box_masks).flatten(1).cpu()
+    # every kept pixel is inside when no outside pixel reaches the last value kept ...
+    outside_peak = torch.where(inside, -1.0, weights).amax(1)
+    hits = outside_peak < last
+    for row in (outside_peak == last).nonzero().flatten().tolist():  # ... or ties at it are kept inside only
+        above = weights[row] > last[row]
+        tied = weights[row] == last[row]
+        kept = above | (tied & (tied.cumsum(0) <= n_keep[row] - above.sum()))
+        hits[row] = not (kept & ~inside[row]).any()
     has_box = torch.tensor([len(b) > 0 for b in gt_boxes])
-    return has_box & ~(kept & ~inside).any(1)
+    return has_box & hits
 
 
-def mass_share(maps: Tensor, regions: Tensor) -> Tensor:
+def mass_share(maps: Tensor, regions: Tensor, *, scaled: bool = False) -> Tensor:
     """N values: the share of each min-max scaled map's mass inside the N x H x W ``regions``.
 
     With ``regions`` the objects of *another* concept this is the
@@ -303,7 +329,7 @@ def mass_share(maps: Tensor, regions: Tensor) -> Tensor:
     """
     _check_maps(maps)
     _check_masks(maps, regions)
-    weights = normalize_maps(maps).flatten(1)
+    weights = _scaled(maps, scaled).flatten(1)
     total = weights.sum(1)
     inside = (weights * regions.flatten(1).to(weights.device)).sum(1)
     return torch.where(total > 0, inside / total.clamp_min(1e-12), float("nan")).cpu()

@@ -94,8 +94,16 @@ class _Batch:
         return torch.cat(self.leaf_parts)
 
 
+#: Saliency methods read from one gradient pass: gradient x input is the gradient times the activation.
+_FROM_GRADIENT = ("gradient", "gradient_x_input")
+
+
 class _SaliencyPass:
-    """Saliency of one batch for every layer being fitted; the shared-pass method is built once per stream."""
+    """Saliency of one batch for every HINT being fitted; the shared-pass method is built once per stream.
+
+    The HINTs share the saliency method and differ in layer, except that
+    gradient and gradient x input HINTs (on any layers) share one pass.
+    """
 
     def __init__(self, hints, generator):
         self.hints = hints
@@ -104,7 +112,11 @@ class _SaliencyPass:
         self.leaf_sets = [lead.hierarchy.leaves_under(c) for c in lead.concepts] if self.concept_target else None
         self.method = None
         if lead.saliency in SALIENCY_METHODS:
-            self.method = SharedPassSaliency(lead.model, [hint.layer_module for hint in hints], lead.saliency,
+            from_gradient = all(hint.saliency in _FROM_GRADIENT for hint in hints)
+            layers = list(dict.fromkeys(hint.layer_module for hint in hints))
+            self.layer_of = [layers.index(hint.layer_module) for hint in hints]
+            self.times_activation = [from_gradient and hint.saliency == "gradient_x_input" for hint in hints]
+            self.method = SharedPassSaliency(lead.model, layers, "gradient" if from_gradient else lead.saliency,
                                              concepts=self.leaf_sets)
             self.settings = shared_pass_settings(lead.saliency, lead.saliency_kwargs)
             if lead.saliency == "smoothgrad" and "seed" not in self.settings and "generator" not in self.settings:
@@ -115,7 +127,9 @@ class _SaliencyPass:
         if self.method is not None:
             result = self.method.collect(images, batch.select, max_rows=self.lead.batch_size, **self.settings)
             pair_image, pair_column = result.pair_image, result.pair_column
-            activations, saliency = result.activations, result.saliency
+            activations = [result.activations[i] for i in self.layer_of]
+            saliency = [result.saliency[i] * activations[h][pair_image.to(activations[h].device)] if times else
+                        result.saliency[i] for h, (i, times) in enumerate(zip(self.layer_of, self.times_activation))]
         else:  # a user's saliency class: one call per pair batch, after a forward for the labels
             activations, logits = [], None
             for hint in self.hints:
@@ -133,7 +147,10 @@ class _SaliencyPass:
 
 
 def stream_regions(hints: Sequence, dataloader: Iterable, labels: str) -> Tuple[List[RegionBank], int]:
-    """Stream ``dataloader`` once and fill one region bank per HINT (all share model, concepts and saliency).
+    """Stream ``dataloader`` once and fill one region bank per HINT.
+
+    The HINTs share model and concepts, and their saliency method, except
+    that gradient and gradient x input HINTs share their pass.
 
     Returns:
         (banks, number of images), merged over ranks when ``torch.distributed``

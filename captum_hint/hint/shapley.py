@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 from typing import Callable, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
@@ -135,24 +136,39 @@ class NeuronConceptShapley:
     @staticmethod
     def _draw(n_perm: int, n_regions: int, n_neurons: int, pool_size: int, per_region: bool, generator,
               device=None):
-        """Random neuron orders (P x R x C, or P x 1 x C shared) and baseline rows (P x R), drawn on the CPU."""
+        """Random neuron orders (P x R x C, or P x 1 x C shared) and baseline rows (P x R), drawn on the CPU.
+
+        Orders are shuffled by numpy's Fisher-Yates (linear time; argsorting
+        random keys costs a sort per order), seeded from ``generator``.
+        """
         shape = (n_perm, n_regions if per_region else 1, n_neurons)
-        orders = torch.rand(shape, generator=generator).argsort(-1).to(device)
+        shuffler = np.random.Generator(np.random.PCG64(int(torch.randint(2**62, (1,), generator=generator))))
+        orders = torch.from_numpy(shuffler.permuted(np.broadcast_to(np.arange(n_neurons), shape), axis=-1)).to(device)
         rows = torch.randint(pool_size, (n_perm, n_regions), generator=generator).to(device) if pool_size else None
         return orders, rows
 
     # ------------------------------------------------------------------ paths
     def _contributions_fast(self, regions: Tensor, baselines: Tensor, orders: Tensor) -> Tensor:
-        """Marginal contributions P x R x K x C via cumulative logits (linear classifiers)."""
+        """Marginal contributions P x R x C x K in permutation order, via cumulative logits (linear classifiers).
+
+        Position j of permutation p holds the gain of neuron ``orders[p, r, j]``.
+        Every step runs in place on one P x R x C x K buffer: the coefficients
+        in permutation order, times the neurons' moves from the baseline,
+        summed from the baseline's logit, through the sigmoid.
+        """
         coef, intercept = (t.to(regions) for t in self._linear)
-        n_perm, n_regions = baselines.shape[:2]
+        n_perm, n_regions, n_neurons = baselines.shape
         orders = orders.expand(n_perm, n_regions, -1)
-        steps = (regions - baselines)[:, :, None, :] * coef[None, None]  # P x R x K x C
-        index = orders[:, :, None, :].expand_as(steps)
-        start = baselines @ coef.T + intercept  # P x R x K
-        prefix = torch.cat([start[..., None], start[..., None] + steps.gather(-1, index).cumsum(-1)], -1)
-        gains = torch.sigmoid(prefix).diff(dim=-1)  # in permutation order
-        return torch.empty_like(gains).scatter_(-1, index, gains)
+        moves = (regions - baselines).gather(-1, orders)  # P x R x C, in permutation order
+        logits = coef.T.contiguous().index_select(0, orders.reshape(-1)).view(n_perm, n_regions, n_neurons, -1)
+        logits.mul_(moves[..., None])
+        start = baselines @ coef.T + intercept  # P x R x K: every neuron at its baseline
+        logits[:, :, 0].add_(start)
+        values = logits.cumsum_(-2).sigmoid_()  # the classifier after each prefix of the permutation
+        gains = torch.empty_like(values)
+        torch.sub(values[:, :, 1:], values[:, :, :-1], out=gains[:, :, 1:])
+        torch.sub(values[:, :, 0], torch.sigmoid(start), out=gains[:, :, 0])
+        return gains
 
     def _contributions_naive(self, regions: Tensor, baselines: Tensor, orders: Tensor) -> Tensor:
         """Same as the fast path, by evaluating the classifier on every prefix coalition."""
@@ -162,10 +178,7 @@ class NeuronConceptShapley:
         sizes = torch.arange(n_neurons + 1, device=regions.device)
         member = rank[:, :, None, :] < sizes[None, None, :, None]  # P x R x (C+1) x C
         inputs = torch.where(member, regions[None, :, None, :], baselines[:, :, None, :])
-        values = self._value(inputs)  # P x R x (C+1) x K
-        gains = values.diff(dim=2)  # gain of the neuron at each position
-        index = rank[..., None].expand(-1, -1, -1, values.shape[-1])
-        return gains.gather(2, index).permute(0, 1, 3, 2)  # P x R x K x C
+        return self._value(inputs).diff(dim=2)  # P x R x C x K: the gain at each position
 
     # ------------------------------------------------------------------ main
     def attribute(
@@ -301,7 +314,7 @@ class NeuronConceptShapley:
         per_row = n_neurons * n_concepts * (1 if use_fast else n_neurons + 1)
         rows_per_chunk = max(1, chunk_elements // (per_row * n_perm))
         # Only per-block sums are kept, so memory does not grow with the number of regions.
-        value_sum = regions.new_zeros(n_concepts, n_neurons)
+        value_sum = regions.new_zeros(n_neurons, n_concepts)
         variance_sum = torch.zeros_like(value_sum)
         used = 0
         half = n_perm // 2 if antithetic else n_perm  # sampling units per round
@@ -309,42 +322,41 @@ class NeuronConceptShapley:
         blocks = range(0, n_regions, rows_per_block)
         for block in tqdm(blocks, desc="Shapley region blocks", disable=not progress, leave=False):
             size = min(rows_per_block, n_regions - block)
-            total = regions.new_zeros(size, n_concepts, n_neurons)
-            total_sq = torch.zeros_like(total)
+            total = regions.new_zeros(size * n_neurons, n_concepts)  # per region and neuron
+            square_sum = regions.new_zeros(n_neurons, n_concepts)  # summed over the block's regions too
             done = 0  # sampling units: permutations, or antithetic pairs of them
             while True:
                 orders, rows = self._draw(half, size, n_neurons, len(pool) if fixed is None else 0, True, generator,
                                           regions.device)
                 if antithetic:  # each order and its reverse, on the same baseline rows
-                    orders = torch.cat([orders, orders.flip(-1)])
                     rows = None if rows is None else torch.cat([rows, rows])
                 for start in range(0, size, rows_per_chunk):
                     part = slice(start, start + rows_per_chunk)
                     chunk = regions[block + start : block + min(start + rows_per_chunk, size)]
-                    baselines = pool[rows[:, part]] if fixed is None else fixed.expand(len(orders), len(chunk), n_neurons)
-                    gains = contributions(chunk, baselines, orders[:, part])
-                    if antithetic:
-                        gains = gains[:half].add_(gains[half:]).mul_(0.5)
-                    total[start : start + len(chunk)] += gains.sum(0)
-                    total_sq[start : start + len(chunk)] += gains.square_().sum(0)
+                    chunk_orders = orders[:, part]
+                    both = torch.cat([chunk_orders, chunk_orders.flip(-1)]) if antithetic else chunk_orders
+                    baselines = pool[rows[:, part]] if fixed is None else fixed.expand(len(both), len(chunk), n_neurons)
+                    gains = contributions(chunk, baselines, both)  # P x r x C x K, permutation order
+                    if antithetic:  # a reversed order's position j is its pair's position C - 1 - j
+                        gains = gains[:half].add_(gains[half:].flip(2)).mul_(0.5)
+                    # back to neuron order and summed over the permutations in one scatter each
+                    neuron = (torch.arange(start, start + len(chunk), device=regions.device)[:, None] * n_neurons
+                              + chunk_orders).reshape(-1)
+                    total.index_add_(0, neuron, gains.reshape(-1, n_concepts))
+                    square_sum.index_add_(0, chunk_orders.reshape(-1), gains.square_().reshape(-1, n_concepts))
                 done += half
-                mean, variance = self._moments(total, total_sq, done)
-                block_error = (variance.sum(0) / done).sqrt() / size
+                mean = total.view(size, n_neurons, n_concepts) / done
+                # the block's summed per-region variances of the sampling units (unbiased)
+                variance = ((square_sum / done - mean.square().sum(0)) * (done / max(done - 1, 1))).clamp_min(0)
+                block_error = (variance / done).sqrt() / size
                 if target_error is None or done + half > max_units or block_error.max() <= target_error:
                     break
             value_sum += (mean.abs() if absolute else mean).sum(0)
             # first-order: |.| does not change a mean's variance; regions are independent
-            variance_sum += variance.sum(0) / done
+            variance_sum += variance / done
             used = max(used, 2 * done if antithetic else done)
         self.n_permutations_ = used
-        return value_sum.T / n_regions, variance_sum.sqrt().T / n_regions
-
-    @staticmethod
-    def _moments(total, total_sq, count):
-        """Per-region means and unbiased variances of the sampling units from their sums."""
-        mean = total / count  # R x K x C
-        variance = (total_sq / count - mean * mean).clamp_min(0) * (count / max(count - 1, 1))
-        return mean, variance
+        return value_sum / n_regions, variance_sum.sqrt() / n_regions
 
     def _attribute_retrained(self, regions, pool, fixed, training_data, n_perm, steps, absolute, generator, progress):
         if self._linear is None:

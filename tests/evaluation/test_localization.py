@@ -5,10 +5,10 @@ import torch
 from captum.attr import LayerConductance, LayerGradCam
 
 from captum_hint.concepts import ConceptScore
-from captum_hint.evaluation import (concept_ground_truth, conductance_ranking, energy_pointing_game,
-                                      evaluate_localization, gradcam_maps, localization_hits, localization_record,
-                                      localization_table, map_to_boxes, mask_area, mask_coverage, mask_iou,
-                                      normalize_maps, pointing_game)
+from captum_hint.evaluation import (boxes_to_masks, concept_ground_truth, conductance_ranking, energy_pointing_game,
+                                      evaluate_localization, gradcam_maps, gradcam_pass, localization_hits,
+                                      localization_record, localization_table, map_to_boxes, mask_area, mask_coverage,
+                                      mask_iou, normalize_maps, pointing_game)
 
 
 def one_map(values):
@@ -66,6 +66,48 @@ def test_gradcam_matches_captum(small_net, images):
         images, target=0, relu_attributions=True)
     assert got.shape == (3, 1, 16, 16)
     torch.testing.assert_close(gradcam_maps(small_net, "features.2", images, leaves), reference)
+
+
+def test_gradcam_pass_equals_captum_for_every_concept_and_captures_a_layer(small_net, images):
+    concepts = [[1, 4], [0], [2, 3, 5]]
+    maps, logits, captured = gradcam_pass(small_net, "features.2", images, concepts, capture="features.0")
+    assert maps.shape == (3, 3, 8, 8)
+    for k, leaves in enumerate(concepts):
+        reference = LayerGradCam(ConceptScore(small_net, [leaves]), small_net.features[2]).attribute(
+            images, target=0, relu_attributions=True)
+        torch.testing.assert_close(maps[:, k : k + 1], reference)
+    torch.testing.assert_close(logits, small_net(images))
+    torch.testing.assert_close(captured, small_net.features[0](images))
+
+
+def test_pointing_game_equals_the_disc_around_the_peak_on_random_maps():
+    generator = torch.Generator().manual_seed(3)
+    maps = torch.rand(20, 1, 30, 40, generator=generator)
+    masks = torch.rand(20, 30, 40, generator=generator) > 0.985
+    ys, xs = torch.arange(30).view(1, -1, 1), torch.arange(40).view(1, 1, -1)
+    peak = maps.flatten(1).argmax(1)
+    distance2 = (ys - (peak // 40).view(-1, 1, 1)) ** 2 + (xs - (peak % 40).view(-1, 1, 1)) ** 2
+    for tolerance in (0.0, 1.5, 4.0, 15.0):
+        expected = ((distance2 <= tolerance**2) & masks).flatten(1).any(1)
+        assert torch.equal(pointing_game(maps, masks, tolerance), expected)
+
+
+def test_energy_pointing_game_equals_keeping_the_sorted_pixels_ties_in_raster_order():
+    generator = torch.Generator().manual_seed(4)
+    plateaus = (torch.rand(30, 1, 4, 4, generator=generator) * 3).floor().repeat_interleave(4, 2).repeat_interleave(4, 3)
+    maps = torch.cat([plateaus, torch.rand(10, 1, 16, 16, generator=generator), torch.zeros(1, 1, 16, 16)])
+    boxes = [torch.tensor([[float(i % 5), float(i % 3), 9.0 + i % 4, 12.0]]) for i in range(len(maps))]
+    inside = boxes_to_masks(boxes, 16, 16).flatten(1)
+    weights = normalize_maps(maps).flatten(1)
+    for energy in (0.1, 0.3, 0.8):
+        expected = []
+        for row in range(len(maps)):
+            order = torch.sort(-weights[row], stable=True).indices  # descending, ties in raster order
+            cumulative = weights[row][order].cumsum(0)
+            n_keep = int((cumulative < energy * cumulative[-1]).sum()) + 1
+            expected.append(bool(inside[row][order[:n_keep]].all()))
+        assert energy_pointing_game(maps, boxes, energy).tolist() == expected
+    assert energy_pointing_game(maps[-1:], boxes[-1:]).tolist() == [False]  # a constant map keeps pixel (0, 0)
 
 
 def test_conductance_ranking_matches_captum(small_net, images):

@@ -141,3 +141,13 @@ def test_netdissect_ranking_by_hand():
     both = netdissect_ranking(Identity(), "layer", [(images, torch.stack([masks, left], 1))], quantile=0.5, resolution=4)
     # unit 0 on the left half: 4/8; unit 1: 1
     torch.testing.assert_close(both, torch.tensor([[1.0, 0.5], [0.5, 1.0]]))
+    # the first pass's activations serve the second when they fit; without a cache the data runs twice
+    counted = Identity()
+    calls = []
+    counted.layer.register_forward_hook(lambda module, args, output: calls.append(len(output)))
+    two_batches = [(images[:1], masks[:1]), (images[1:], masks[1:])]
+    torch.testing.assert_close(netdissect_ranking(counted, "layer", two_batches, quantile=0.5, resolution=4), scores)
+    assert len(calls) == 2
+    torch.testing.assert_close(netdissect_ranking(counted, "layer", two_batches, quantile=0.5, resolution=4,
+                                                  cache_bytes=0), scores)
+    assert len(calls) == 6

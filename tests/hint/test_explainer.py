@@ -382,6 +382,25 @@ def test_fit_layers_in_one_pass_equals_separate_fits(saliency):
         fit_layers(net, ["features.2", "features.2"], hierarchy, loader, **settings)
 
 
+def test_gradient_and_gradient_x_input_from_one_pass_equal_their_own_fits():
+    from captum_hint.hint.collection import stream_regions
+
+    hierarchy = ConceptHierarchy.from_paths(["a/c0", "a/c1", "a/c2", "b/c3", "b/c4", "b/c5"])
+    generator = torch.Generator().manual_seed(4)
+    loader = DataLoader(TensorDataset(torch.randn(24, 3, 8, 8, generator=generator), torch.arange(24) % 6), batch_size=8)
+    net = SmallNet().eval()
+    settings = dict(concepts=["a", "b"], shapley_kwargs={"n_permutations": 8}, progress=False)
+    hints = [HINT(net, layer, hierarchy, saliency=saliency, **settings)
+             for layer, saliency in [("features.2", "gradient"), ("features.2", "gradient_x_input"),
+                                     ("features.3", "gradient_x_input")]]
+    banks, _ = stream_regions(hints, loader, "given")
+    for hint, bank in zip(hints, banks):
+        alone = HINT(net, hint.layer, hierarchy, saliency=hint.saliency, **settings).fit(loader)
+        for got, expected in zip(bank.rows(), alone.bank_.rows()):
+            torch.testing.assert_close(got, expected)
+    assert not torch.equal(banks[0].rows()[0], banks[1].rows()[0])  # the two methods do differ
+
+
 def test_a_batch_without_concept_images_adds_nothing():
     hierarchy = ConceptHierarchy.from_paths(["a/c0", "a/c1", "a/c2", "b/c3", "b/c4", "b/c5"])
     generator = torch.Generator().manual_seed(3)
