@@ -13,8 +13,8 @@ Part 3 (``passes``): where one region block's time goes at that size (200
 permutations x 1280 neurons x 10 concepts), step by step, for the fast path
 before issue 20 (argsort-drawn orders; gather, cumsum, cat, sigmoid, diff and
 scatter each on a new P x R x K x C tensor; sums over the permutations) and
-now (Fisher-Yates orders; one buffer updated in place; the return to neuron
-order and the sums in one ``index_add_`` each).
+now (Fisher-Yates orders; one buffer updated in place, the baseline's logit
+folded into the cumulative sum; the squares summed over regions too).
 
     .venv/bin/python benchmarks/shapley_scale.py [scale|antithetic|passes|all] [--regions 2000 20000]
 """
@@ -105,11 +105,9 @@ def passes(repeats=5):
     # now: NeuronConceptShapley's draw and fast path, and the accumulation of _attribute_sampled
     orders, _ = step("new: draw (Fisher-Yates)", lambda: shapley._draw(n_perm, 1, n_neurons, 0, True, generator))
     gains = step("new: contributions, in place", lambda: shapley._contributions_fast(region, baselines, orders))
-    total = torch.zeros(n_neurons, n_concepts)
-    squares = torch.zeros(n_neurons, n_concepts)
-    step("new: index_add_ sums + squares", lambda: (total.index_add_(0, orders.reshape(-1), gains.reshape(-1, n_concepts)),
-                                                   squares.index_add_(0, orders.reshape(-1),
-                                                                      gains.square().reshape(-1, n_concepts))))
+    index = orders[..., None].expand_as(gains)
+    neuron_order = step("new: scatter to neuron order", lambda: torch.empty_like(gains).scatter_(2, index, gains))
+    step("new: sum + squares over permutations", lambda: (neuron_order.sum(0), neuron_order.square().sum((0, 1))))
     old = sum(v for k, v in times.items() if k.startswith("old"))
     new = sum(v for k, v in times.items() if k.startswith("new"))
     for name, ms in times.items():

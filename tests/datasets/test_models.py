@@ -19,6 +19,15 @@ def test_default_model_is_the_real_efficientnet(real_photos):
     torch.testing.assert_close(spec.denormalize(spec.normalize(pixels)), pixels)
 
 
+def test_channels_last_models_give_the_contiguous_outputs(real_photos):
+    fast, plain = load_model().model, load_model(channels_last=False).model
+    conv = fast.get_submodule("_conv_stem")
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous()
+    assert plain.get_submodule("_conv_stem").weight.is_contiguous()
+    with torch.no_grad():
+        torch.testing.assert_close(fast(real_photos), plain(real_photos), rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("name", ["vgg16", "vgg19", "resnet50", "inception_v3"])
 def test_torchvision_models_with_random_weights(name):
     pytest.importorskip("torchvision")
