@@ -21,7 +21,7 @@ from captum.attr import LayerAttribution
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..core.checks import check_fraction, check_positive_int
+from ..core.checks import check_finite, check_fraction, check_positive_int
 from ..core.model_state import evaluation_mode
 from .baselines import center_gaussian_maps, full_image_maps, gradcam_pass
 from .metrics import (MAXBOXACC_V2_IOUS, WSOL_THRESHOLDS, box_ious_over_thresholds, boxes_to_masks,
@@ -214,6 +214,7 @@ def _model_outputs(hint, images: Sequence[Tensor], concept_leaves: Sequence[Sequ
             else:
                 maps, logits, layer_output = gradcam_pass(hint.model, gradcam_layer, batch, concept_leaves,
                                                           capture=hint.layer_module)
+                check_finite(f"layer {hint.layer!r} output", layer_output, "the model's activations must be finite")
                 cams.append(maps.cpu())
             top1.append(logits.argmax(1).cpu())
             features.append(layer_output.cpu())

@@ -237,8 +237,8 @@ def pointing_game(maps: Tensor, gt_masks: Tensor, tolerance: float = 15.0) -> Te
     check_number("tolerance", tolerance, low=0.0)
     height, width = maps.shape[-2:]
     peak = maps.flatten(1).argmax(1).cpu()
-    # only the disc around each peak is looked at
-    reach = int(math.floor(tolerance))
+    # only the disc around each peak is looked at; offsets beyond the image's size reach nothing
+    reach = int(math.floor(min(tolerance, max(height, width))))
     steps = torch.arange(-reach, reach + 1)
     dy, dx = steps.repeat_interleave(len(steps)), steps.repeat(len(steps))
     disc = dy**2 + dx**2 <= tolerance**2

@@ -23,7 +23,7 @@ from ..datasets.samples import split_batch
 from .distributed import merge_banks_across_ranks, rank_and_world, sum_across_ranks
 from .regions import RegionBank, responsible_regions
 
-__all__ = ["shared_pass_settings", "stream_regions"]
+__all__ = ["FROM_GRADIENT", "shared_pass_settings", "stream_regions"]
 
 #: HINT ``saliency_kwargs`` each shared-pass method understands, and the name the pass gives them.
 _SETTINGS = {
@@ -95,7 +95,7 @@ class _Batch:
 
 
 #: Saliency methods read from one gradient pass: gradient x input is the gradient times the activation.
-_FROM_GRADIENT = ("gradient", "gradient_x_input")
+FROM_GRADIENT = ("gradient", "gradient_x_input")
 
 
 class _SaliencyPass:
@@ -112,7 +112,7 @@ class _SaliencyPass:
         self.leaf_sets = [lead.hierarchy.leaves_under(c) for c in lead.concepts] if self.concept_target else None
         self.method = None
         if lead.saliency in SALIENCY_METHODS:
-            from_gradient = all(hint.saliency in _FROM_GRADIENT for hint in hints)
+            from_gradient = all(hint.saliency in FROM_GRADIENT for hint in hints)
             layers = list(dict.fromkeys(hint.layer_module for hint in hints))
             self.layer_of = [layers.index(hint.layer_module) for hint in hints]
             self.times_activation = [from_gradient and hint.saliency == "gradient_x_input" for hint in hints]

@@ -35,8 +35,8 @@ from ..datasets.samples import collate_samples
 from ..evaluation.baselines import conductance_ranking, netdissect_ranking
 from ..evaluation.benchmark import concept_ground_truth, evaluate_localization, localization_record, summarize_record
 from ..evaluation.statistics import bootstrap_mean, spearman_rows
-from .collection import stream_regions
-from .explainer import HINT
+from .collection import FROM_GRADIENT
+from .explainer import HINT, fit_in_one_pass
 
 __all__ = ["ranking_study", "saliency_method_study", "cascading_randomization_study", "adversarial_study",
            "random_rankings"]
@@ -125,16 +125,12 @@ def saliency_method_study(model: nn.Module, layer: str, hierarchy: ConceptHierar
     extra = {} if thresholds is None else {"thresholds": thresholds}
     hints = {name: HINT(model, layer, hierarchy, concepts, saliency=name, saliency_kwargs=saliency_kwargs, **kwargs)
              for name, saliency_kwargs in methods.items()}
-    from_gradient = [name for name in hints if name in ("gradient", "gradient_x_input")]
-    if len(from_gradient) > 1:  # one backward pass gives the gradient and gradient x input
-        with evaluation_mode(model, "saliency_method_study"):
-            banks, n_images = stream_regions([hints[name] for name in from_gradient], loader, "given")
-            for name, bank in zip(from_gradient, banks):
-                hints[name]._fit_bank(bank, n_images)
+    # one backward pass gives the gradient and gradient x input; every other method has its own pass
+    from_gradient = [hints[name] for name in hints if name in FROM_GRADIENT]
+    for group in ([from_gradient] if from_gradient else []) + [[h] for h in hints.values() if h not in from_gradient]:
+        fit_in_one_pass(group, loader, caller="saliency_method_study")
     rows, held_out, outputs = [], {}, {}  # the test images' features serve every method's HINT
     for name, hint in hints.items():
-        if name not in from_gradient or len(from_gradient) == 1:
-            hint.fit(loader)
         held_out[name] = hint.held_out_scores()
         for row in evaluate_localization(hint, test_samples, concepts, (fraction,), {"shapley": "shapley"},
                                          baselines=False, batch_size=batch_size, model_outputs=outputs, **extra):

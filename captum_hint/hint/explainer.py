@@ -587,6 +587,16 @@ def fit_layers(model: nn.Module, layers: Sequence[Union[str, nn.Module]], hierar
     names = [hint.layer for hint in hints]
     if len(set(names)) != len(names):
         raise ValueError(f"layers: each layer may appear once, got {names}")
-    with evaluation_mode(model, "fit_layers"):
+    return {hint.layer: hint for hint in fit_in_one_pass(hints, dataloader, labels, "fit_layers")}
+
+
+def fit_in_one_pass(hints: Sequence[HINT], dataloader: Iterable, labels: str = "given",
+                    caller: str = "fit_in_one_pass") -> List[HINT]:
+    """Fit HINTs that can share the data pass (see :func:`~captum_hint.hint.collection.stream_regions`) from one.
+
+    The model runs in eval mode (``caller`` names the function in the
+    train-mode warning); returns the fitted ``hints``.
+    """
+    with evaluation_mode(hints[0].model, caller):
         banks, n_images = stream_regions(hints, dataloader, labels)
-        return {hint.layer: hint._fit_bank(bank, n_images) for hint, bank in zip(hints, banks)}
+        return [hint._fit_bank(bank, n_images) for hint, bank in zip(hints, banks)]
