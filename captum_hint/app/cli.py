@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..concepts.wordnet import WordNetUnavailable
+from ..core.allocator import reuse_freed_memory
 from ..core.assets import DebianUnavailable
 from ..core.checks import check_fraction, check_number, check_positive_int
 
@@ -503,6 +504,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "data", None) in ("imagenet", "cub", "voc") and args.root is None:
         parser.error(f"--root is needed for --data {args.data}")
+    reuse_freed_memory()  # forward passes up to 1.8x faster on glibc (see captum_hint.core.allocator)
     try:
         return args.handler(args)
     except USER_ERRORS as error:

@@ -11,7 +11,7 @@ from captum_hint.attr import (
     SharedPassSaliency,
 )
 from captum_hint.attr.shared_pass import target_slots
-from nets import SmallNet
+from nets import ResidualNet, SmallNet
 
 CONCEPTS = [{0, 1, 2}, {2, 3, 4, 5}, {1}]
 TARGETS = [[0, 1], [2], [], [1, 0, 2]]
@@ -48,6 +48,32 @@ def test_equals_per_pair_method_at_two_layers(method, max_rows, batch):
         expected = PER_PAIR[method](model, layer).attribute(batch[image], target=concepts, **kwargs)
         assert got.shape == expected.shape == (len(image), *expected.shape[1:])
         torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("layer", ["stem", "conv1"])
+@pytest.mark.parametrize("max_rows", [3, 6, 12, 24])
+def test_integrated_gradients_around_a_skip_connection(layer, max_rows, batch):
+    # conv1 has the stem's output skip around it: path points multiplied at conv1 cannot meet the
+    # stem's rows (2 or 4 images per pass), except when one image is in the pass (3 or 6 rows) and broadcasting
+    # is exact; the stem has nothing below it to skip.
+    model = ResidualNet().eval()
+    targets = [[0, 1], [2], [], [1, 0, 2]]
+    shared = SharedPassSaliency(model, layer, "integrated_gradients", concepts=CONCEPTS).attribute(
+        batch, targets, max_rows=max_rows, n_steps=6)
+    image, concepts = _pairs(targets)
+    expected = LayerIntegratedGradients(model, layer).attribute(batch[image], target=concepts, n_steps=6)
+    torch.testing.assert_close(shared, expected, atol=1e-6, rtol=1e-5)
+
+
+def test_integrated_gradients_runs_the_layers_below_once_per_image(batch):
+    model = SmallNet().eval()
+    calls = []
+    model.features[0].register_forward_hook(lambda module, args, output: calls.append(len(args[0])))
+    SharedPassSaliency(model, "features.2", "integrated_gradients", concepts=CONCEPTS).attribute(
+        batch, TARGETS, max_rows=12, n_steps=6)
+    # clean pass (4 images), the constant baseline (1), then 2 images x 6 points per pass: 2 passes of 2 images
+    # (image 2 has no target, but shares its pass with image 3)
+    assert calls == [4, 1, 2, 2]
 
 
 def test_guided_backprop_of_functional_and_relu6_nets(batch):
