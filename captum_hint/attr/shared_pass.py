@@ -19,12 +19,9 @@ Further savings:
 * SmoothGrad evaluates the noisy copies of a batch in passes of at most
   ``max_rows`` rows, each shared by all targets; Integrated Gradients shares
   each chunk of path points the same way (one path per layer, since moving
-  one layer's activation changes the layers above). Its path points replace
-  the layer's output of the *plain* images: the layers below run once per
-  image, not once per path point, and the rows multiply at the layer. A
-  model in which a tensor from below the layer reaches above it (a skip
-  connection around the layer) cannot take that; its passes then repeat the
-  images instead, as Captum does.
+  one layer's activation changes the layers above). The modules wholly below
+  the layer run once per chunk of images, not once per path point: the path
+  passes replay their outputs (:mod:`captum_hint.attr.replay`).
 
 The results equal Captum's per-target methods up to float rounding (tested):
 ``gradient`` (``LayerGradientXActivation(multiply_by_inputs=False)``),
@@ -47,6 +44,7 @@ from ..core.checks import check_finite, check_number, check_positive_int
 from ..core.model_state import evaluation_mode
 from ._base import LayerSpec, _root_module, check_image_batch, resolve_layer
 from .guided_backprop import guide_relus_in_graph
+from .replay import ReplayBelow, modules_wholly_below
 
 __all__ = ["SHARED_PASS_METHODS", "PairedSaliency", "SharedPassSaliency", "target_slots"]
 
@@ -355,22 +353,6 @@ class SharedPassSaliency(LayerAttribution, GradientAttribution):
                     total[chosen.to(total.device)] += grad.sum(0)
         return [total / n_samples for total in totals]
 
-    def _path_pass(self, layer: nn.Module, name: str, images: Tensor, path: Tensor, expand: bool):
-        """Logits and layer output of one pass whose layer output is ``path`` (points x images rows, point-major).
-
-        With ``expand`` the plain images run up to the layer and the rows
-        multiply there; ``None`` when the model cannot take that (a tensor
-        from below the layer meets the multiplied rows above it).
-        """
-        copies = len(path) // len(images)
-        if expand:
-            try:
-                logits, outputs = _LayerTap([layer], [name], replace=path).run(self.forward_func, images)
-            except RuntimeError:  # a shape mismatch: something from below the layer is used above it
-                return None
-            return (logits, outputs) if len(logits) == len(path) else None
-        return _LayerTap([layer], [name], replace=path).run(self.forward_func, images.repeat(copies, 1, 1, 1))
-
     def _integrated(self, inputs, activations, pair_image, pair_column, max_rows, n_steps, integration, baselines):
         step_sizes, alphas = approximation_parameters(integration)
         step_sizes, alphas = step_sizes(n_steps), alphas(n_steps)
@@ -383,30 +365,34 @@ class SharedPassSaliency(LayerAttribution, GradientAttribution):
             _, baseline_activations = self._clean_forward(baseline_images, max_rows)
         else:
             raise ValueError(f"baselines: expected None, a number or images shaped {tuple(inputs.shape)}")
-        # as many path points per pass as max_rows allows, then as many images: the layers below
-        # run once per image and pass when the model allows it (see _path_pass)
+        # as many path points per pass as max_rows allows, then as many images: the modules wholly
+        # below the layer run once per chunk of images and are replayed in its path passes
         points_per_pass = min(n_steps, max_rows)
         images_per_pass = max(1, min(len(inputs), max_rows // points_per_pass))
+        root = _root_module(self.forward_func)
         saliency = []
         for layer, name, start_z, end_z in zip(self.layers, self.layer_names, baseline_activations, activations):
             total = end_z.new_zeros((len(pair_image), *end_z.shape[1:]))
-            expand = True
+            below = ReplayBelow(modules_wholly_below(root, layer, inputs[:1]))
             for first in range(0, len(inputs), images_per_pass):
                 images = inputs[first : first + images_per_pass]
                 chosen, local = self._pairs_in(pair_image, first, len(images))
                 if len(chosen) == 0:
                     continue
+                below.record(self.forward_func, layer, images)
                 low, high = start_z[first : first + len(images)], end_z[first : first + len(images)]
                 for point in range(0, n_steps, points_per_pass):
                     alpha = torch.tensor(alphas[point : point + points_per_pass], dtype=low.dtype, device=low.device)
                     weight = torch.tensor(step_sizes[point : point + points_per_pass], dtype=low.dtype,
                                           device=low.device)
                     path = (low[None] + alpha.view(-1, 1, 1, 1, 1) * (high - low)[None]).flatten(0, 1)
-                    passed = self._path_pass(layer, name, images, path, expand)
-                    if passed is None:
-                        expand = False
-                        passed = self._path_pass(layer, name, images, path, expand)
-                    logits, outputs = passed
+                    repeated = images.repeat(len(alpha), 1, 1, 1)
+                    try:
+                        with below.replaying(len(alpha)):
+                            logits, outputs = _LayerTap([layer], [name], replace=path).run(self.forward_func, repeated)
+                    except RuntimeError:  # the model calls its lower modules otherwise than recorded: run them
+                        below = ReplayBelow([])
+                        logits, outputs = _LayerTap([layer], [name], replace=path).run(self.forward_func, repeated)
                     (grad,) = self._replicated_backward(logits, outputs, local, pair_column[chosen], len(alpha),
                                                         len(images))
                     total[chosen.to(total.device)] += (weight.view(-1, 1, 1, 1, 1) * grad).sum(0)

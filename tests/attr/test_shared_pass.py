@@ -50,12 +50,10 @@ def test_equals_per_pair_method_at_two_layers(method, max_rows, batch):
         torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
 
 
-@pytest.mark.parametrize("layer", ["stem", "conv1"])
+@pytest.mark.parametrize("layer", ["stem", "conv1", "conv2"])
 @pytest.mark.parametrize("max_rows", [3, 6, 12, 24])
 def test_integrated_gradients_around_a_skip_connection(layer, max_rows, batch):
-    # conv1 has the stem's output skip around it: path points multiplied at conv1 cannot meet the
-    # stem's rows (2 or 4 images per pass), except when one image is in the pass (3 or 6 rows) and broadcasting
-    # is exact; the stem has nothing below it to skip.
+    # The stem's output skips around conv1 and conv2 (it is replayed and must meet their path points right).
     model = ResidualNet().eval()
     targets = [[0, 1], [2], [], [1, 0, 2]]
     shared = SharedPassSaliency(model, layer, "integrated_gradients", concepts=CONCEPTS).attribute(
@@ -65,15 +63,27 @@ def test_integrated_gradients_around_a_skip_connection(layer, max_rows, batch):
     torch.testing.assert_close(shared, expected, atol=1e-6, rtol=1e-5)
 
 
-def test_integrated_gradients_runs_the_layers_below_once_per_image(batch):
+class _CountingConv(torch.nn.Conv2d):
+    def forward(self, x):
+        self.rows.append(len(x))
+        return super().forward(x)
+
+
+def test_integrated_gradients_runs_the_layers_below_once_per_chunk(batch):
     model = SmallNet().eval()
-    calls = []
-    model.features[0].register_forward_hook(lambda module, args, output: calls.append(len(args[0])))
-    SharedPassSaliency(model, "features.2", "integrated_gradients", concepts=CONCEPTS).attribute(
+    counting = _CountingConv(3, 4, 3, padding=1)
+    counting.load_state_dict(model.features[0].state_dict())
+    counting.rows = []
+    model.features[0] = counting
+    got = SharedPassSaliency(model, "features.2", "integrated_gradients", concepts=CONCEPTS).attribute(
         batch, TARGETS, max_rows=12, n_steps=6)
-    # clean pass (4 images), the constant baseline (1), then 2 images x 6 points per pass: 2 passes of 2 images
-    # (image 2 has no target, but shares its pass with image 3)
-    assert calls == [4, 1, 2, 2]
+    # the clean pass (4 images), the constant baseline (1), finding what runs below the layer (1), then one
+    # recording per chunk of 2 images (12 rows = 2 images x 6 points): neither path pass runs it
+    assert counting.rows == [4, 1, 1, 2, 2]
+    assert "forward" not in counting.__dict__ and not counting._forward_hooks
+    image, concepts = _pairs(TARGETS)
+    expected = LayerIntegratedGradients(model, "features.2").attribute(batch[image], target=concepts, n_steps=6)
+    torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
 
 
 def test_guided_backprop_of_functional_and_relu6_nets(batch):

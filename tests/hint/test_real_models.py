@@ -52,3 +52,24 @@ def test_efficientnet_concept_target(efficientnet_lite0, real_photos):
     by_concept = LayerGradient(efficientnet_lite0, "_blocks.10").attribute(real_photos[:1], target=cats)
     guided = LayerGuidedBackprop(efficientnet_lite0, "_blocks.10").attribute(real_photos[:1], target=cats)
     assert by_concept.shape == guided.shape == (1, 112, 14, 14)
+
+
+@pytest.mark.parametrize("arch_layer", ["efficientnet:_blocks.10", "resnet18:layer3.1.conv2"])
+def test_shared_pass_integrated_gradients_equal_captum_on_real_architectures(arch_layer, efficientnet_lite0,
+                                                                                 real_photos):
+    # EfficientNet's ReLU6 module runs below and above _blocks.10 (not replayed); ResNet's skip connection
+    # and downsample cross layer3.1.conv2. Both must equal Captum's full passes.
+    from captum_hint.attr import LayerIntegratedGradients, SharedPassSaliency
+
+    arch, layer = arch_layer.split(":")
+    if arch == "resnet18":
+        torchvision = pytest.importorskip("torchvision")
+        torch.manual_seed(0)
+        model = torchvision.models.resnet18(weights=None).eval()
+    else:
+        model = efficientnet_lite0
+    images = torch.nn.functional.interpolate(real_photos, size=96) if arch == "resnet18" else real_photos
+    shared = SharedPassSaliency(model, layer, "integrated_gradients").attribute(images, [[3, 7], [5]], n_steps=3,
+                                                                               max_rows=3)
+    expected = LayerIntegratedGradients(model, layer).attribute(images[[0, 0, 1]], target=[3, 7, 5], n_steps=3)
+    torch.testing.assert_close(shared, expected, atol=1e-5, rtol=1e-4)
