@@ -8,7 +8,9 @@ union-find that adds the pixels from the highest level down sees every
 mask of the sweep in turn, and the largest component (its size and box kept
 in the union-find roots) can be read off after each level. One pass per map,
 whatever ``T`` is: this is the component tree ("max-tree") of the quantized
-map, of which only the largest node per level is kept.
+map, of which only the largest node per level is kept. Once the largest
+component holds over half the pixels and spans the image, no lower level can
+change its box, and the pass stops.
 
 The kernel is compiled with numba; its result equals labelling every mask
 with ``scipy.ndimage.label`` (8-connectivity) and taking the largest label,
@@ -126,6 +128,16 @@ def _map_boxes(scaled, grid, boxes):
             boxes[level - 1, 1] = y1[best]
             boxes[level - 1, 2] = x2[best]
             boxes[level - 1, 3] = y2[best]
+            # Holding over half the pixels, the component stays the largest (the others are disjoint from
+            # it); spanning the whole image, its box can grow no more: every lower level has this box.
+            if 2 * area[best] > height * width and x1[best] == 0 and y1[best] == 0 and x2[best] == width - 1 \
+                    and y2[best] == height - 1:
+                for lower in range(level - 1):
+                    boxes[lower, 0] = 0
+                    boxes[lower, 1] = 0
+                    boxes[lower, 2] = width - 1
+                    boxes[lower, 3] = height - 1
+                return
 
 
 @numba.njit(cache=True, nogil=True)
