@@ -139,7 +139,7 @@ def memory_run(batch_size, n_concepts, saliency, n_samples, n_images):
     print(_status_mb("VmHWM") - before)
 
 
-def main(n_images, parts, repeats):
+def main(n_images, parts, repeats, methods):
     spec, hierarchy, samples, concepts = setup(n_images)
     images = torch.stack([s["image"] for s in samples])
     membership = hierarchy.membership(concepts)
@@ -150,21 +150,24 @@ def main(n_images, parts, repeats):
     floor()  # warm-up
     print(f"floor (batched forward + 1 backward to the layer): {len(images) / timed(floor, 2):.1f} images/s")
     if "speed" in parts:
-        speed(spec, hierarchy, samples, concepts, images, floor, repeats)
+        speed(spec, hierarchy, samples, concepts, images, floor, repeats, methods)
     if "memory" in parts:
         memory(concepts, n_images)
 
 
-def speed(spec, hierarchy, samples, concepts, images, floor, repeats):
+def speed(spec, hierarchy, samples, concepts, images, floor, repeats, methods):
     print(f"{'method':<22} {'target':<8} {'images/s':>9} {'x floor: median':>16} {'[min, max]':>14}   "
           f"({repeats} interleaved repeats; target >= 0.8)")
-    for method, kwargs in METHODS.items():
+    for method in methods:
+        kwargs = METHODS[method]
         for target in ("concept", "leaf"):
             run = collect(spec, hierarchy, samples, concepts, method, kwargs, target)
             work = kwargs.get("n_samples", kwargs.get("n_steps", 1))
             ratios, seconds = interleaved_ratios(floor, run, work, repeats)
             print(f"{method:<22} {target:<8} {len(images) / seconds:>9.1f} {statistics.median(ratios):>16.2f} "
                   f"[{ratios[0]:.2f}, {ratios[-1]:.2f}]")
+    if list(methods) != list(METHODS):
+        return  # the comparisons below are of all methods' run
     shared = timed(collect(spec, hierarchy, samples, concepts, "gradient", {}), 2)
     per_pair = timed(collect(spec, hierarchy, samples, concepts, PerPairGradient, {}))
     batch1 = batch1_seconds(spec, hierarchy, samples, concepts)
@@ -202,5 +205,7 @@ if __name__ == "__main__":
     parser.add_argument("--images", type=int, default=48)
     parser.add_argument("--parts", nargs="+", default=["speed", "memory"], choices=["speed", "memory"])
     parser.add_argument("--repeats", type=int, default=5, help="interleaved floor/method timings per ratio")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS),
+                        help="saliency methods to time against the floor (default: all, then the other comparisons)")
     args = parser.parse_args()
-    main(args.images, args.parts, args.repeats)
+    main(args.images, args.parts, args.repeats, args.methods)
