@@ -32,17 +32,26 @@ def modules_wholly_below(model: nn.Module, layer: nn.Module, example: Tensor) ->
     Modules holding the layer, the layer's own and those also called at or
     after it (a shared activation module) are left out; so are all of them
     when one returns something other than a tensor (nothing is replayed).
+
+    Args:
+        model: the network (its root module).
+        layer: one of its modules.
+        example: an input batch, e.g. 1 x 3 x H x W (one image is enough).
+
+    Returns:
+        The modules, in ``model.modules()`` order; empty when the layer does
+        not run or a module to replay returns something other than a tensor.
     """
-    events: List[tuple] = []  # (module, "start" / "end", output)
+    events: List[tuple] = []  # (module, "start" / "end", whether the call returned a tensor)
     layer_started = []
 
     def start(module, args):
         if module is layer and not layer_started:
             layer_started.append(len(events))
-        events.append((module, "start", None))
+        events.append((module, "start", True))
 
     def end(module, args, output):
-        events.append((module, "end", output))
+        events.append((module, "end", isinstance(output, Tensor)))
 
     modules = [m for m in model.modules() if m is not model]
     handles = [m.register_forward_pre_hook(start) for m in modules] + [m.register_forward_hook(end) for m in modules]
@@ -55,28 +64,30 @@ def modules_wholly_below(model: nn.Module, layer: nn.Module, example: Tensor) ->
     if not layer_started:
         return []
     cut = layer_started[0]
-    before, late, outputs = set(), set(), {}
-    for position, (module, kind, output) in enumerate(events):
+    before, late, non_tensor = set(), set(), set()
+    for position, (module, kind, returned_tensor) in enumerate(events):
         if position < cut and kind == "end":
             before.add(module)
-            outputs.setdefault(module, []).append(output)
+            if not returned_tensor:
+                non_tensor.add(module)
         elif position >= cut:
             late.add(module)
     wholly = before - late
     parents = {child: parent for parent in model.modules() for child in parent.children()}
     outermost = [m for m in modules if m in wholly and parents.get(m) not in wholly]
-    if any(not isinstance(out, Tensor) for m in outermost for out in outputs[m]):
-        return []
-    return outermost
+    return [] if non_tensor.intersection(outermost) else outermost
 
 
 class ReplayBelow:
     """Records what ``modules`` (from :func:`modules_wholly_below`) return for a chunk of images, and replays it.
 
-    ``record(model, layer, images)`` runs the chunk up to the layer;
-    inside ``replaying(copies)`` each module returns its recorded outputs,
-    in call order, repeated ``copies`` times along the batch (point-major,
-    as ``images.repeat(copies, 1, 1, 1)`` would give them), without running.
+    ``record(model, layer, images)`` runs the chunk (N x 3 x H x W) up to the
+    layer; inside ``replaying(copies)`` each module returns its recorded
+    outputs (N x ...), in call order, repeated ``copies`` times along the
+    batch (copies·N x ..., point-major, as ``images.repeat(copies, 1, 1, 1)``
+    would give them), without running. A module called more often than when
+    recorded raises ``RuntimeError``; the modules' own ``forward`` is back
+    when the ``with`` block ends.
     """
 
     def __init__(self, modules: List[nn.Module]):

@@ -149,3 +149,42 @@ def test_bad_arguments_are_named(batch):
     with pytest.raises(ValueError, match="layer 'features.2' output: contains NaN"):
         model.features[2].bias.data[0] = float("nan")
         SharedPassSaliency(model, "features.2").attribute(batch, [[1], [], [], []])
+
+
+class _PairStem(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(x), x.mean()
+
+
+class _PairNet(torch.nn.Module):
+    """A stem that returns a tuple, below ``head_conv``."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.stem = _PairStem()
+        self.head_conv = torch.nn.Conv2d(4, 4, 3, padding=1)
+        self.fc = torch.nn.Linear(4, 6)
+
+    def forward(self, x):
+        features, _ = self.stem(x)
+        return self.fc(torch.relu(self.head_conv(features)).mean(dim=(2, 3)))
+
+
+def test_modules_wholly_below_by_hand(batch):
+    from captum_hint.attr.replay import modules_wholly_below
+
+    model = ResidualNet().eval()
+    below = lambda layer: modules_wholly_below(model, model.get_submodule(layer), batch[:1])  # noqa: E731
+    assert below("stem") == [] and below("conv1") == [model.stem] and below("conv2") == [model.stem, model.conv1]
+    # a module returning a tuple is not replayed (nor anything else), and the result still equals Captum's
+    pair = _PairNet().eval()
+    assert modules_wholly_below(pair, pair.head_conv, batch[:1]) == []
+    got = SharedPassSaliency(pair, "head_conv", "integrated_gradients").attribute(batch, [[1], [2], [], [0]],
+                                                                                   n_steps=4)
+    expected = LayerIntegratedGradients(pair, "head_conv").attribute(batch[[0, 1, 3]], target=[1, 2, 0], n_steps=4)
+    torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
