@@ -95,6 +95,7 @@ class ReplayBelow:
         self.outputs: Dict[nn.Module, List[Tensor]] = {}
 
     def record(self, model: nn.Module, layer: nn.Module, images: Tensor) -> None:
+        """Run ``images`` (N x 3 x H x W) through ``model`` up to ``layer``, keeping each module's outputs (N x ...)."""
         self.outputs = {m: [] for m in self.modules}
 
         def keep(module, args, output):
@@ -115,6 +116,7 @@ class ReplayBelow:
 
     @contextlib.contextmanager
     def replaying(self, copies: int):
+        """Within the block, each module returns its recorded outputs repeated ``copies`` times (copies·N x ...)."""
         calls = {m: 0 for m in self.modules}
 
         def replay(module):
