@@ -1,9 +1,11 @@
-"""Data sets and models: stamp scenes, readers of real data-set formats, the model zoo.
+"""Data sets and models: stamp scenes, readers of real data-set formats, the model zoo, planted-concept models.
 
 Every data set yields the sample dicts of :mod:`captum_hint.datasets.samples`.
 """
 
 from .models import MODELS, ModelSpec, load_model
+from .planted import (PLANTED_CLASSES, PlantedConceptNet, PlantedModel, PlantedScenes, check_planted_truth,
+                      planted_hierarchy, train_planted_model)
 from .readers import CUB200, VOC2007, VOC_CONCEPTS, ImageNetBoxes, WnidImageFolder
 from .samples import collate_samples
 from .stamps import DISTRACTOR_CATEGORIES, StampScenes, fetch_stamps, stamp_table
@@ -14,12 +16,19 @@ __all__ = [
     "MODELS",
     "ModelSpec",
     "DISTRACTOR_CATEGORIES",
+    "PLANTED_CLASSES",
+    "PlantedConceptNet",
+    "PlantedModel",
+    "PlantedScenes",
     "StampScenes",
     "VOC2007",
     "VOC_CONCEPTS",
     "WnidImageFolder",
+    "check_planted_truth",
     "collate_samples",
     "fetch_stamps",
     "load_model",
+    "planted_hierarchy",
     "stamp_table",
+    "train_planted_model",
 ]

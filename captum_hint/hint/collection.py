@@ -194,5 +194,8 @@ def stream_regions(hints: Sequence, dataloader: Iterable, labels: str) -> Tuple[
         if empty:
             detail = ", ".join(f"{lead.concepts[k]} ({int(images_under[k])} images under it)" for k in empty)
             raise ValueError(f"concepts: no responsible regions were collected for {detail} (layer {hint.layer!r}); "
-                             "add images of these concepts or drop them from the concept set")
+                             "add images of these concepts or drop them from the concept set. If the layer's "
+                             "saliency is flat over positions (a layer that feeds global average pooling gets the "
+                             "same gradient everywhere), no region stands out: choose saliency='gradient_x_input' "
+                             "or an earlier layer")
     return banks, n_images

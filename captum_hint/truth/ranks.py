@@ -1,0 +1,107 @@
+"""Where does each neuron ranking put the planted channel? (1 = first of the layer's D channels.)
+
+A ranking that finds the truth puts concept ``k``'s planted channel first;
+a random ranking puts it at ``(D + 1) / 2`` on average.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Dict, List, Sequence
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from ..afi import GlobalFeatureOccluder, channel_importance, feature_importance
+from ..core.checks import check_finite
+from ..datasets.planted import PlantedModel
+from ..datasets.samples import collate_samples
+from ..evaluation import bootstrap_mean, concept_ground_truth, conductance_ranking, netdissect_ranking
+from ..hint import HINT
+from ..sevec import SemanticVectors
+
+__all__ = ["planted_rank", "ranking_table", "score_planted_model"]
+
+
+def planted_rank(scores: Tensor, channel: int) -> float:
+    """The rank of ``channel`` when ``scores`` (D) are sorted high to low; tied channels share their mean rank."""
+    if scores.dim() != 1 or not 0 <= channel < len(scores):
+        raise ValueError(f"channel: expected an index into {tuple(scores.shape)} scores, got {channel}")
+    check_finite("scores", scores)
+    value = scores[channel]
+    greater, tied = int((scores > value).sum()), int((scores == value).sum()) - 1
+    return 1.0 + greater + tied / 2
+
+
+def _afi_channel_importance(planted: PlantedModel, images: Tensor, leaves: Sequence[int], seed: int) -> Tensor:
+    occluder = GlobalFeatureOccluder(planted.model, seed=seed, progress=False).fit(images, set(leaves))
+    return channel_importance(feature_importance(occluder, images, planted.layer))
+
+
+def score_planted_model(planted: PlantedModel, samples: Sequence[Dict], saliency: str = "gradient",
+                        random_seeds: Sequence[int] = (0, 1, 2), conductance_images: int = 8,
+                        class_images: int = 32, seed: int = 0) -> List[Dict]:
+    """Every ranking's rank of each class's planted channel: rows ``{"method", "concept", "rank"}``.
+
+    Rankings: HINT's Shapley values and ``|coef|`` (fitted on ``samples``
+    with ``saliency`` and the classes as concepts); SeVec's semantic vector
+    (spatial, fitted on ``samples``), its loading summed per channel (it
+    counts how often a unit is active on the concept's images, not how
+    selective it is); AfI's channel importance (an occluder with its
+    defaults on at most ``class_images`` images of the class);
+    Captum's LayerConductance on ``conductance_images`` images of the class,
+    the NetDissect IoU against the class masks, and uniform random scores
+    (one row per seed). A system that cannot run on the model gives a row
+    with ``rank`` NaN and its ``error``, so what fails is reported, not dropped.
+    """
+    model, layer, concepts = planted.model, planted.layer, planted.concepts
+    hint = HINT(model, layer, planted.hierarchy, concepts, saliency=saliency, seed=seed, progress=False)
+    loader = DataLoader(list(samples), batch_size=32, collate_fn=collate_samples)
+    hint.fit(loader)
+    sevec = SemanticVectors(model, layer, concepts, planted.hierarchy, progress=False).fit(loader)
+    batches = [(torch.stack([s["image"] for s in chunk]), torch.stack([s["concept_masks"] for s in chunk]))
+               for chunk in (samples[i : i + 32] for i in range(0, len(samples), 32))]
+    dissected = netdissect_ranking(model, layer, batches, seed=seed)  # D x K
+    n_channels = dissected.shape[0]
+    rows = []
+    for k, concept in enumerate(concepts):
+        leaves = planted.hierarchy.leaves_under(concept)
+        keep, _, _ = concept_ground_truth(samples, leaves)
+        images = torch.stack([samples[i]["image"] for i in keep[:class_images]])
+        rankings = {"HINT (shapley)": hint.neuron_ranking(concept, "shapley"),
+                    "HINT (coef)": hint.neuron_ranking(concept, "coef"),
+                    # the vector's loading summed over the positions of each channel (spatial: D = C x h x w)
+                    "SeVec (vector)": sevec.vector(concept).view(n_channels, -1).sum(1),
+                    "LayerConductance": conductance_ranking(model, layer, images[:conductance_images], leaves),
+                    "NetDissect": dissected[:, k]}
+        try:
+            rankings["AfI (channel importance)"] = _afi_channel_importance(planted, images, leaves, seed)
+        except ValueError as error:  # e.g. no image of the class is classified as it
+            rows.append({"method": "AfI (channel importance)", "concept": concept, "rank": math.nan,
+                         "channels": n_channels, "error": str(error)})
+        for random_seed in random_seeds:
+            rankings[f"random (seed {random_seed})"] = torch.rand(
+                n_channels, generator=torch.Generator().manual_seed(random_seed * 1000 + k))
+        channel = planted.planted_[k]
+        rows += [{"method": method, "concept": concept, "rank": planted_rank(scores.float(), channel),
+                  "channels": n_channels} for method, scores in rankings.items()]
+    return rows
+
+
+def ranking_table(rows: Sequence[Dict], seed: int = 0) -> List[Dict]:
+    """Mean rank per method with a 95 % bootstrap interval over its (concept, model) rows; random seeds pooled.
+
+    Rows whose system could not run (rank NaN) are counted in ``failed``.
+    """
+    groups: Dict[str, List[float]] = {}
+    for row in rows:
+        method = "random" if row["method"].startswith("random") else row["method"]
+        groups.setdefault(method, []).append(row["rank"])
+    table = []
+    for method, ranks in groups.items():
+        ranked = [r for r in ranks if not math.isnan(r)]
+        mean, low, high = bootstrap_mean(ranked, seed=seed) if ranked else (math.nan,) * 3
+        table.append({"method": method, "mean_rank": mean, "low": low, "high": high, "n": len(ranked),
+                      "failed": len(ranks) - len(ranked), "top1": sum(r == 1 for r in ranked) / max(1, len(ranked))})
+    return sorted(table, key=lambda r: (math.isnan(r["mean_rank"]), r["mean_rank"]))

@@ -1,0 +1,94 @@
+"""The planted-concept model: its scenes, its seeded and cached training, and the check of its truth."""
+
+import math
+
+import pytest
+import torch
+
+from captum_hint.datasets import StampScenes
+from captum_hint.datasets.planted import (PLANTED_CLASSES, PlantedConceptNet, PlantedScenes, _ablated_logits,
+                                          check_planted_truth, planted_hierarchy, train_planted_model)
+
+
+def test_scenes_label_every_object_with_its_planted_class():
+    scenes = PlantedScenes(12, seed=3)
+    folders = [folder for folder, _ in PLANTED_CLASSES.values()]
+    for i in range(len(scenes)):
+        sample, raw = scenes[i], scenes.scenes[i]
+        assert sample["image"].shape == (3, 64, 64) and sample["concept_masks"].shape == (len(folders), 64, 64)
+        for k in range(len(folders)):  # each class's mask is the union of its objects' masks
+            union = sample["masks"][sample["labels"] == k].any(0) if (sample["labels"] == k).any() else \
+                torch.zeros(64, 64, dtype=torch.bool)
+            assert torch.equal(sample["concept_masks"][k], union)
+        assert torch.equal(sample["present"], torch.isin(torch.arange(len(folders)), sample["labels"]))
+        assert sample["label"] in sample["labels"].tolist() and len(sample["labels"]) == len(raw["labels"])
+    assert planted_hierarchy().leaves == list(PLANTED_CLASSES)
+    assert sorted(planted_hierarchy().leaves_under("animal")) == [0, 1]
+
+
+def test_small_scenes_keep_thin_stamps():
+    # at 64 pixels the 224-pixel feathering erased some thin stamps (an empty scene raised inside torch.stack)
+    scenes = StampScenes("train", 1, objects=(1, 3), size=64, seed=0, feather=1.5,
+                         categories=[folder for folder, _ in PLANTED_CLASSES.values()])
+    for index in (166, 176, 208):  # the scenes that failed
+        scenes.n_scenes = index + 1
+        assert scenes[index]["masks"].flatten(1).any(1).all()
+
+
+def test_training_is_seeded_cached_and_leaves_the_global_generator(tmp_path, monkeypatch):
+    monkeypatch.setenv("CAPTUM_HINT_CACHE", str(tmp_path))
+    state = torch.get_rng_state()
+    first = train_planted_model("bottleneck", seed=5, n_scenes=32, epochs=2, batch_size=16)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert len(set(first.planted_)) == len(PLANTED_CLASSES) and len(first.history_) == 2
+    assert all(math.isfinite(loss) for loss in first.history_)
+    again = train_planted_model("bottleneck", seed=5, n_scenes=32, epochs=2, batch_size=16, cache=False)
+    for (name, a), b in zip(first.model.state_dict().items(), again.model.state_dict().values()):
+        assert torch.equal(a, b), name  # the same seed trains the same weights
+    loaded = train_planted_model("bottleneck", seed=5, n_scenes=32, epochs=2, batch_size=16)
+    assert loaded.history_ == first.history_ and not loaded.model.training
+    assert all(torch.equal(a, b) for a, b in zip(first.model.state_dict().values(), loaded.model.state_dict().values()))
+    assert list(tmp_path.glob("planted/*/weights.pt"))
+    other = train_planted_model("bottleneck", seed=6, n_scenes=32, epochs=2, batch_size=16, cache=False)
+    assert other.planted_ != first.planted_ or not torch.equal(other.model.head.weight, first.model.head.weight)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="variant: expected one of"):
+        train_planted_model("wide")
+    with pytest.raises(ValueError, match="width: expected at least one channel per class"):
+        train_planted_model(width=2)
+    with pytest.raises(ValueError, match="epochs"):
+        train_planted_model(epochs=0)
+
+
+def test_ablation_is_one_batched_pass_equal_to_zeroing_each_channel():
+    torch.manual_seed(0)
+    model = PlantedConceptNet(4, [3, 1, 0, 7], width=8).eval()
+    images = torch.randn(3, 3, 32, 32)
+    batched = _ablated_logits(model, model.concept_relu, images, torch.arange(8))
+    for channel in range(8):
+        handle = model.concept_relu.register_forward_hook(lambda m, i, o, c=channel: o.index_fill(1, torch.tensor([c]), 0.0))
+        with torch.no_grad():
+            expected = model(images)
+        handle.remove()
+        torch.testing.assert_close(batched[channel], expected)
+    assert not model.concept_relu._forward_hooks
+
+
+def test_truth_check_on_a_tiny_model(tmp_path, monkeypatch):
+    monkeypatch.setenv("CAPTUM_HINT_CACHE", str(tmp_path))
+    planted = train_planted_model("bottleneck", seed=0, n_scenes=48, epochs=2, batch_size=16)
+    held_out = PlantedScenes(48, seed=99)
+    check = check_planted_truth(planted, held_out)
+    assert set(check["classes"]) == set(PLANTED_CLASSES) and check["images"] == 48
+    assert check["passed"] == (not check["failures"])
+    for name, entry in check["classes"].items():
+        # the bottleneck's free channels feed nothing: zeroing one changes no logit
+        assert entry["largest_free_drop"] == 0.0, name
+        assert 0.0 <= entry["mask_pxap"] <= 1.0 and 0.0 <= entry["mask_iou"] <= 1.0
+        assert entry["holds"] == (not any(f.startswith(f"{name}:") for f in check["failures"]))
+    lenient = check_planted_truth(planted, held_out, min_auc=0.0, min_pxap=0.0, min_ablation_ratio=0.0)
+    assert lenient["passed"]
+    strict = check_planted_truth(planted, held_out, min_auc=1.01)
+    assert not strict["passed"] and all("roc_auc" in f for f in strict["failures"][:1])
