@@ -1,7 +1,7 @@
 """Evaluation: localization metrics, baselines, bootstrap intervals, and the WSOL benchmark."""
 
-from .baselines import (center_gaussian_maps, conductance_ranking, full_image_maps, gradcam_maps, gradcam_pass,
-                        netdissect_ranking)
+from .baselines import (center_gaussian_maps, conductance_ranking, full_image_maps, gradcam_channel_ranking,
+                        gradcam_maps, gradcam_pass, netdissect_ranking)
 from .benchmark import (METRIC_NAMES, compare_records, concept_ground_truth, evaluate_localization, localization_record,
                         localization_table, merge_records, other_objects, summarize_record)
 from .metrics import (WSOL_THRESHOLDS, box_hits_over_thresholds, box_ious_over_thresholds, boxes_to_masks, energy_pointing_game,
@@ -22,6 +22,7 @@ __all__ = [
     "compare_records",
     "concept_ground_truth",
     "conductance_ranking",
+    "gradcam_channel_ranking",
     "energy_pointing_game",
     "evaluate_localization",
     "full_image_maps",

@@ -32,7 +32,8 @@ from ..concepts.scores import ConceptScore
 from ..core.checks import check_fraction, check_number, check_positive_int
 from ..core.model_state import evaluation_mode
 
-__all__ = ["gradcam_maps", "gradcam_pass", "center_gaussian_maps", "full_image_maps", "conductance_ranking", "netdissect_ranking"]
+__all__ = ["gradcam_maps", "gradcam_pass", "center_gaussian_maps", "full_image_maps", "conductance_ranking",
+           "gradcam_channel_ranking", "netdissect_ranking"]
 
 
 def gradcam_maps(model: nn.Module, layer, images: Tensor, leaves: Sequence[int], size=None) -> Tensor:
@@ -116,6 +117,28 @@ def conductance_ranking(model: nn.Module, layer, images: Tensor, leaves: Sequenc
             conductance = method.attribute(chunk, target=0, n_steps=n_steps, internal_batch_size=2 * len(chunk))
             summed = conductance.detach().sum(dim=(2, 3)).sum(0)
             total = summed if total is None else total + summed
+    return (total / len(images)).cpu()
+
+
+def gradcam_channel_ranking(model: nn.Module, layer, images: Tensor, leaves: Sequence[int], batch_size: int = 32) -> Tensor:
+    """Grad-CAM's channel weights for a concept, averaged over the images: D scores.
+
+    Each image's weight of channel ``d`` is the spatial mean of the concept
+    score's gradient at the layer (``alpha_d`` of Grad-CAM, Selvaraju et al.,
+    Eq. 1); the ranking is their mean over ``images``, signed as Grad-CAM
+    uses them. Gradients from Captum's ``compute_layer_gradients_and_eval``,
+    ``batch_size`` images per pass.
+    """
+    from captum._utils.gradient import compute_layer_gradients_and_eval
+
+    check_positive_int("batch_size", batch_size)
+    score, module = ConceptScore(model, [leaves]), resolve_layer(model, layer)
+    total = None
+    with evaluation_mode(model, "gradcam_channel_ranking"):
+        for start in range(0, len(images), batch_size):
+            (gradients,), _ = compute_layer_gradients_and_eval(score, module, images[start : start + batch_size], 0)
+            weights = gradients.detach().flatten(2).mean(2).sum(0)
+            total = weights if total is None else total + weights
     return (total / len(images)).cpu()
 
 

@@ -17,7 +17,8 @@ from ..afi import GlobalFeatureOccluder, channel_importance, feature_importance
 from ..core.checks import check_finite
 from ..datasets.planted import PlantedModel
 from ..datasets.samples import collate_samples
-from ..evaluation import bootstrap_mean, concept_ground_truth, conductance_ranking, netdissect_ranking
+from ..evaluation import (bootstrap_mean, concept_ground_truth, conductance_ranking, gradcam_channel_ranking,
+                          netdissect_ranking)
 from ..hint import HINT
 from ..sevec import SemanticVectors
 
@@ -51,6 +52,7 @@ def score_planted_model(planted: PlantedModel, samples: Sequence[Dict], saliency
     selective it is); AfI's channel importance (an occluder with its
     defaults on at most ``class_images`` images of the class);
     Captum's LayerConductance on ``conductance_images`` images of the class,
+    Grad-CAM's channel weights on the ``class_images``,
     the NetDissect IoU against the class masks, and uniform random scores
     (one row per seed). A system that cannot run on the model gives a row
     with ``rank`` NaN and its ``error``, so what fails is reported, not dropped.
@@ -74,6 +76,7 @@ def score_planted_model(planted: PlantedModel, samples: Sequence[Dict], saliency
                     # the vector's loading summed over the positions of each channel (spatial: D = C x h x w)
                     "SeVec (vector)": sevec.vector(concept).view(n_channels, -1).sum(1),
                     "LayerConductance": conductance_ranking(model, layer, images[:conductance_images], leaves),
+                    "Grad-CAM weights": gradcam_channel_ranking(model, layer, images, leaves),
                     "NetDissect": dissected[:, k]}
         try:
             rankings["AfI (channel importance)"] = _afi_channel_importance(planted, images, leaves, seed)

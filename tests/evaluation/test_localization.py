@@ -5,8 +5,10 @@ import torch
 from captum.attr import LayerConductance, LayerGradCam
 
 from captum_hint.concepts import ConceptScore
+from captum_hint.attr.activation_propagation import layer_output
 from captum_hint.evaluation import (boxes_to_masks, concept_ground_truth, conductance_ranking, energy_pointing_game,
-                                      evaluate_localization, gradcam_maps, gradcam_pass, localization_hits,
+                                      evaluate_localization, gradcam_channel_ranking, gradcam_maps, gradcam_pass,
+                                      localization_hits,
                                       localization_record, localization_table, map_to_boxes, mask_area, mask_coverage,
                                       mask_iou, normalize_maps, pointing_game)
 
@@ -115,6 +117,20 @@ def test_conductance_ranking_matches_captum(small_net, images):
     reference = LayerConductance(ConceptScore(small_net, [[2]]), small_net.features[2]).attribute(
         images, target=0, n_steps=5).sum(dim=(2, 3)).mean(0)
     torch.testing.assert_close(got, reference.detach(), rtol=1e-4, atol=1e-6)
+
+
+def test_gradcam_channel_weights_rebuild_captums_gradcam(small_net, images):
+    layer = small_net.features[2]
+    per_image = torch.stack([gradcam_channel_ranking(small_net, "features.2", images[i : i + 1], [2])
+                             for i in range(len(images))])
+    with torch.no_grad():
+        activations = layer_output(small_net, layer, images)
+    maps = LayerGradCam(ConceptScore(small_net, [[2]]), layer).attribute(images, target=0, relu_attributions=False)
+    # Grad-CAM's map is the weighted sum of the channels with these weights
+    torch.testing.assert_close((per_image[:, :, None, None] * activations).sum(1, keepdim=True), maps.detach(),
+                               rtol=1e-4, atol=1e-6)
+    batched = gradcam_channel_ranking(small_net, "features.2", images, [2], batch_size=2)
+    torch.testing.assert_close(batched, per_image.mean(0), rtol=1e-5, atol=1e-7)
 
 
 def test_concept_ground_truth():

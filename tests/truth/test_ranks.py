@@ -87,7 +87,8 @@ def test_every_ranking_finds_channels_planted_by_construction():
     rows = score_planted_model(planted, samples, saliency="gradient_x_input", random_seeds=(0, 1), seed=0)
     ranks = {(r["method"], r["concept"]): r["rank"] for r in rows}
     for concept in ("a", "b"):
-        for method in ("HINT (shapley)", "HINT (coef)", "AfI (channel importance)", "LayerConductance", "NetDissect"):
+        for method in ("HINT (shapley)", "HINT (coef)", "AfI (channel importance)", "LayerConductance",
+                       "Grad-CAM weights", "NetDissect"):
             assert ranks[(method, concept)] == 1.0, (method, concept, ranks)
         # SeVec's vector is the concept images' activity rate: the two noise channels are active at every
         # position of every image, the planted one only on its objects, so it comes third by definition
