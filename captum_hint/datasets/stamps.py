@@ -194,8 +194,6 @@ class StampScenes(Dataset):
         rgb = np.array(layer.convert("RGB"), dtype=np.float32)
         below = np.array(canvas.convert("RGB"), dtype=np.float32)
         inside = alpha > 127
-        if not inside.any():  # a small, thin stamp the feathering thinned below 1/2 everywhere: its unblurred alpha
-            inside = np.array(layer.split()[3]) > 127
         if inside.any():  # brightness halfway to the background's under the object
             gain = np.sqrt((below[inside].mean() + 1) / (rgb[inside].mean() + 1))
             rgb = np.clip(rgb * np.clip(gain, 0.7, 1.4), 0, 255)
@@ -224,8 +222,9 @@ class StampScenes(Dataset):
             is_main.append(main)
         visible = [i for i, m in enumerate(masks) if m.any()]
         if not visible:
-            raise ValueError(f"size: scene {index} keeps no pixel of any object at size {self.size}; "
-                             f"use a larger size or scale (now {self.scale})")
+            raise ValueError(f"feather: scene {index} keeps no pixel of any object above half opacity at size "
+                             f"{self.size} with feather {self.feather}; use a smaller feather (e.g. 1.5 x size / 224), "
+                             f"a larger size or a larger scale (now {self.scale})")
         masks = torch.stack([masks[i] for i in visible])
         main_area = torch.tensor([float(masks[j].sum()) if is_main[i] else -1.0 for j, i in enumerate(visible)])
         labels = torch.tensor([labels[i] for i in visible])
