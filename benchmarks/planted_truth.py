@@ -24,7 +24,7 @@ def main():
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument("--fit-scenes", type=int, default=256, help="scenes HINT and the baselines are fitted on")
     parser.add_argument("--test-scenes", type=int, default=256, help="held-out scenes of the truth check")
-    parser.add_argument("--saliency", default="gradient")
+    parser.add_argument("--saliency", nargs="+", default=["gradient", "gradient_x_input"], help="HINT saliencies")
     parser.add_argument("--json", help="write every row here")
     args = parser.parse_args()
     reuse_freed_memory()

@@ -4,6 +4,7 @@ import torch
 from torch import nn
 
 
+
 class SmallNet(nn.Module):
     """conv-relu(in place)-conv-relu-pool-linear, 6 classes; layer '2' is 5 x H x W."""
 

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from ..attr._base import LayerSpec, check_image_batch, resolve_layer
 from ..attr.activation_propagation import layer_output
+from ..attr.gradient import mean_layer_gradient
 from ..attr.feature_occlusion import LayerFeatureOcclusion, occlude
 from ..core.checks import check_fraction, check_number, check_positive_int
 from ..core.model_state import evaluation_mode
@@ -78,21 +79,15 @@ def meta_detector(model: nn.Module, layer: LayerSpec, weights: Tensor, images: T
 
 def gradient_importance(model: nn.Module, layer: LayerSpec, images: Tensor, y, batch_size: int = 32) -> Tensor:
     """The gradient baseline (TCAV-style): mean over the images of ``d Z[y] / d f_l``, negatives zeroed."""
-    from captum._utils.gradient import compute_layer_gradients_and_eval
-
     check_image_batch(images)
     leaves = class_leaves(y)
-    module = resolve_layer(model, layer)
 
     def score(x):
         return concept_logit(model(x), leaves)[:, None]
 
-    total = None
     with evaluation_mode(model, "gradient_importance"):
-        for start in range(0, len(images), batch_size):
-            (gradients,), _ = compute_layer_gradients_and_eval(score, module, images[start : start + batch_size], 0)
-            total = gradients.sum(0) if total is None else total + gradients.sum(0)
-    return (total / len(images)).clamp_min(0).detach()
+        gradient = mean_layer_gradient(score, resolve_layer(model, layer), images, batch_size)
+    return gradient.clamp_min(0)
 
 
 def _bandwidth(x: Tensor, y: Tensor) -> float:

@@ -6,6 +6,8 @@
 * ``captum-hint run``: HINT on your own ImageFolder of wnid sub-folders.
 * ``captum-hint evaluate``: localization scores of a saved HINT on stamp
   scenes or an ImageNet / CUB-200-2011 / VOC2007 folder.
+* ``captum-hint ground-truth``: every system scored on models with planted
+  concept channels (:mod:`captum_hint.truth`).
 """
 
 from __future__ import annotations
@@ -375,6 +377,23 @@ def afi(args) -> int:
     return 0
 
 
+def ground_truth(args) -> int:
+    """Train (or load) the planted models, score every system; write ground_truth.json and an index.html."""
+    from ..truth import ground_truth_study, study_to_json
+    from .ground_truth import write_ground_truth_report
+
+    study = ground_truth_study(args.variants, args.seeds, fit_scenes=args.fit_scenes, test_scenes=args.test_scenes,
+                               saliencies=args.saliency, train_scenes=args.train_scenes, epochs=args.epochs,
+                               occluder_iterations=args.occluder_iterations, progress=True)
+    index = write_ground_truth_report(study, study_to_json(study), Path(args.out))
+    for variant, tables in study["tables"].items():
+        _say(f"{variant}: mean rank of the planted channel (1 = first), every class")
+        for row in tables["every class"]:
+            _say(f"   {row['method']:34s} {row['mean_rank']:5.2f} [{row['low']:.2f}, {row['high']:.2f}]")
+    _say(f"wrote {index}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``captum-hint`` argument parser with its subcommands."""
     parser = _Parser(
@@ -490,6 +509,25 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--seed", type=_seed, default=0, help="seed (default: 0)")
     a.add_argument("--out", default="afi-report", help="output folder (default: afi-report)")
     a.set_defaults(handler=afi)
+
+    t = commands.add_parser("ground-truth", help="every system scored on models with planted concept channels",
+                            description="Trains (or loads from the cache) small CNNs whose channels are made concept "
+                                        "detectors, checks that this truth holds, ranks the channels with every "
+                                        "system and baseline, and writes ground_truth.json and an index.html.")
+    t.add_argument("--variants", nargs="+", default=["bottleneck", "all"], choices=["bottleneck", "all"],
+                   help="planted model variants (default: bottleneck all)")
+    t.add_argument("--seeds", nargs="+", type=_seed, default=[0], help="one planted model per seed (default: 0)")
+    t.add_argument("--train-scenes", type=_count, default=1536, help="scenes each planted model is trained on")
+    t.add_argument("--epochs", type=_count, default=40, help="training epochs of each planted model (default: 40)")
+    t.add_argument("--fit-scenes", type=_count, default=256, help="one-object scenes the rankings are fitted on")
+    t.add_argument("--test-scenes", type=_count, default=256, help="held-out scenes of the truth check and maps")
+    t.add_argument("--saliency", nargs="+", default=["gradient", "gradient_x_input"],
+                   choices=["gradient", "gradient_x_input", "guided_backprop", "integrated_gradients", "smoothgrad"],
+                   help="HINT's saliencies (default: gradient, its default here, and gradient_x_input)")
+    t.add_argument("--occluder-iterations", type=_count, default=300,
+                   help="at most this many steps of each AfI occluder (default: 300, the occluder's own)")
+    t.add_argument("--out", default="ground-truth", help="output folder (default: ground-truth)")
+    t.set_defaults(handler=ground_truth)
     return parser
 
 

@@ -74,31 +74,33 @@ def plot_layer_f1(layer_f1: Dict[str, Dict[str, float]], path: Path) -> None:
 def _html_table(rows: List[Dict], columns: Sequence[str]) -> str:
     def cell(value):
         if isinstance(value, float):
-            return "–" if math.isnan(value) else f"{value:.3f}"
-        return html.escape(str(value))
+            return "<td>–</td>" if math.isnan(value) else f"<td>{value:.3f}</td>"
+        text = html.escape(str(value))
+        return f"<td class='text'>{text}</td>" if len(text) > 40 else f"<td>{text}</td>"  # prose reads left-aligned
 
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{cell(r.get(c, ''))}</td>" for c in columns) + "</tr>" for r in rows)
+    body = "".join("<tr>" + "".join(cell(r.get(c, "")) for c in columns) + "</tr>" for r in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 STYLE = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}
 table{border-collapse:collapse;margin:1em 0;font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
-th{background:#eee}td:first-child{text-align:left}img{max-width:100%;border:1px solid #ddd}
+th{background:#eee}td:first-child,td.text{text-align:left}img{max-width:100%;border:1px solid #ddd}
 pre{background:#f6f6f6;padding:1em;font-size:12px;overflow:auto}h2{border-bottom:1px solid #ddd}"""
 
 
-def write_report(out: Path, title: str, summary: Dict, sections: List[Dict]) -> Path:
-    """Write ``out/index.html`` and ``out/metrics.json``.
+def write_report(out: Path, title: str, summary: Dict, sections: List[Dict], data_file: str = "metrics.json") -> Path:
+    """Write ``out/index.html`` and ``out/<data_file>``.
 
     Args:
         out: the report folder (figures already written there).
         title: page title.
-        summary: everything measured, saved as ``metrics.json``.
+        summary: everything measured, saved as JSON in ``data_file``.
         sections: ``{"title", "text"?, "image"?, "table"?: (rows, columns), "pre"?}`` in order.
+        data_file: the JSON file's name (default ``metrics.json``).
     """
     out = Path(out)
-    (out / "metrics.json").write_text(json.dumps(summary, indent=1, default=float) + "\n", encoding="utf-8")
+    (out / data_file).write_text(json.dumps(summary, indent=1, default=float) + "\n", encoding="utf-8")
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
              f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"]
     for section in sections:
@@ -112,7 +114,7 @@ def write_report(out: Path, title: str, summary: Dict, sections: List[Dict]) -> 
             parts.append(_html_table(rows, columns))
         if section.get("image"):
             parts.append(f"<p><img src='{html.escape(section['image'])}' alt='{html.escape(section['title'])}'></p>")
-    files = ["<a href='metrics.json'>metrics.json</a>"]
+    files = [f"<a href='{html.escape(data_file)}'>{html.escape(data_file)}</a>"]
     if (out / "scores.csv").is_file():
         files.append("<a href='scores.csv'>scores.csv</a> (neurons × concepts Shapley values)")
     parts.append(f"<p>Files: {', '.join(files)}.</p></body></html>")

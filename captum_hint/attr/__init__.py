@@ -10,7 +10,7 @@ from typing import Dict, Type, Union
 
 from ._base import LayerSaliency, resolve_layer
 from .activation_propagation import LayerActivationPropagation, Propagation
-from .gradient import LayerGradient, LayerGradientXActivation, LayerIntegratedGradients
+from .gradient import LayerGradient, LayerGradientXActivation, LayerIntegratedGradients, mean_layer_gradient
 from .feature_occlusion import LayerFeatureOcclusion, occlude
 from .guided_backprop import LayerGuidedBackprop
 from .semantic import SemanticGradientXInput, SemanticGuidedBackprop, semantic_mask
@@ -45,6 +45,7 @@ __all__ = [
     "LayerGradient",
     "LayerGradientXActivation",
     "LayerIntegratedGradients",
+    "mean_layer_gradient",
     "LayerSmoothGrad",
     "LayerGuidedBackprop",
     "LayerActivationPropagation",

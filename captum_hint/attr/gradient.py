@@ -6,15 +6,34 @@ names, concept targets and input checks.
 
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import captum.attr
-from torch import Tensor
+from captum._utils.gradient import compute_layer_gradients_and_eval
+from torch import Tensor, nn
 
 from ..core.checks import check_positive_int
 from ._base import LayerSaliency
 
-__all__ = ["LayerGradient", "LayerGradientXActivation", "LayerIntegratedGradients"]
+__all__ = ["LayerGradient", "LayerGradientXActivation", "LayerIntegratedGradients", "mean_layer_gradient"]
+
+
+def mean_layer_gradient(score: Callable[[Tensor], Tensor], layer: nn.Module, images: Tensor,
+                        batch_size: int = 32) -> Tensor:
+    """The mean over ``images`` of ``d score / d layer output``: the layer output's shape without N.
+
+    ``score`` maps a batch to N x 1 scores; gradients come from Captum's
+    ``compute_layer_gradients_and_eval``, ``batch_size`` images per pass, so
+    memory is bounded whatever the number of images. The caller sets the
+    model's mode.
+    """
+    check_positive_int("batch_size", batch_size)
+    total = None
+    for start in range(0, len(images), batch_size):
+        (gradients,), _ = compute_layer_gradients_and_eval(score, layer, images[start : start + batch_size], 0)
+        summed = gradients.detach().sum(0)
+        total = summed if total is None else total + summed
+    return total / len(images)
 
 
 class LayerGradient(LayerSaliency):

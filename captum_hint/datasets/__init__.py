@@ -3,6 +3,7 @@
 Every data set yields the sample dicts of :mod:`captum_hint.datasets.samples`.
 """
 
+from .constructed import MaskCopyNet, constructed_planted_model, mask_scenes
 from .models import MODELS, ModelSpec, load_model
 from .planted import (PLANTED_CLASSES, PlantedConceptNet, PlantedModel, PlantedScenes, check_planted_truth,
                       planted_hierarchy, train_planted_model)
@@ -16,6 +17,7 @@ __all__ = [
     "MODELS",
     "ModelSpec",
     "DISTRACTOR_CATEGORIES",
+    "MaskCopyNet",
     "PLANTED_CLASSES",
     "PlantedConceptNet",
     "PlantedModel",
@@ -26,8 +28,10 @@ __all__ = [
     "WnidImageFolder",
     "check_planted_truth",
     "collate_samples",
+    "constructed_planted_model",
     "fetch_stamps",
     "load_model",
+    "mask_scenes",
     "planted_hierarchy",
     "stamp_table",
     "train_planted_model",

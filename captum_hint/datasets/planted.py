@@ -33,6 +33,7 @@ from ..concepts.hierarchy import ConceptHierarchy
 from ..core.assets import cache_dir
 from ..core.checks import check_positive_int
 from ..core.model_state import evaluation_mode
+from ..core.seeding import seeded_globals
 from .stamps import StampScenes, stamp_table
 
 __all__ = ["PLANTED_CLASSES", "PlantedConceptNet", "PlantedModel", "PlantedScenes", "check_planted_truth",
@@ -175,8 +176,7 @@ def train_planted_model(variant: str = "all", seed: int = 0, n_scenes: int = 153
               "aux_weight": aux_weight, "lr": lr, "batch_size": batch_size, "format": 1}
     planted = torch.randperm(width, generator=torch.Generator().manual_seed(seed))[:n_classes].tolist()
     path = cache_dir() / "planted" / (hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16])
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)  # the initial weights; fork_rng restores the global generator afterwards
+    with seeded_globals(seed):  # the initial weights, without touching the user's global generator
         model = PlantedConceptNet(n_classes, planted, width, variant)
     result = PlantedModel(model, planted, planted_hierarchy(), config)
     if cache and (path / "weights.pt").is_file():

@@ -1,7 +1,7 @@
 """Evaluation: localization metrics, baselines, bootstrap intervals, and the WSOL benchmark."""
 
 from .baselines import (center_gaussian_maps, conductance_ranking, full_image_maps, gradcam_channel_ranking,
-                        gradcam_maps, gradcam_pass, netdissect_ranking)
+                        gradcam_maps, gradcam_pass, netdissect_ranking, tcav_channel_ranking)
 from .benchmark import (METRIC_NAMES, compare_records, concept_ground_truth, evaluate_localization, localization_record,
                         localization_table, merge_records, other_objects, summarize_record)
 from .metrics import (WSOL_THRESHOLDS, box_hits_over_thresholds, box_ious_over_thresholds, boxes_to_masks, energy_pointing_game,
@@ -39,6 +39,7 @@ __all__ = [
     "max_box_accuracy",
     "merge_records",
     "netdissect_ranking",
+    "tcav_channel_ranking",
     "normalize_maps",
     "other_objects",
     "paired_bootstrap_mean",

@@ -11,6 +11,9 @@ Maps:
 Neuron rankings:
 
 * :func:`conductance_ranking`: Captum's ``LayerConductance``;
+* :func:`gradcam_channel_ranking`: Grad-CAM's channel weights;
+* :func:`tcav_channel_ranking`: the concept activation vector of Captum's
+  ``TCAV`` (Kim et al., ICML 2018), summed per channel;
 * :func:`netdissect_ranking`: NetDissect's unit-concept IoU (Bau et al.,
   "Network Dissection", CVPR 2017).
 """
@@ -18,6 +21,7 @@ Neuron rankings:
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Iterable, Optional, Sequence, Tuple
 
 import torch
@@ -27,13 +31,15 @@ from torch import Tensor, nn
 
 from ..attr._base import resolve_layer
 from ..attr.activation_propagation import layer_output
+from ..attr.gradient import mean_layer_gradient
 from ..attr.shared_pass import SharedPassSaliency
 from ..concepts.scores import ConceptScore
 from ..core.checks import check_fraction, check_number, check_positive_int
 from ..core.model_state import evaluation_mode
+from ..core.seeding import seeded_globals
 
 __all__ = ["gradcam_maps", "gradcam_pass", "center_gaussian_maps", "full_image_maps", "conductance_ranking",
-           "gradcam_channel_ranking", "netdissect_ranking"]
+           "gradcam_channel_ranking", "netdissect_ranking", "tcav_channel_ranking"]
 
 
 def gradcam_maps(model: nn.Module, layer, images: Tensor, leaves: Sequence[int], size=None) -> Tensor:
@@ -129,17 +135,42 @@ def gradcam_channel_ranking(model: nn.Module, layer, images: Tensor, leaves: Seq
     uses them. Gradients from Captum's ``compute_layer_gradients_and_eval``,
     ``batch_size`` images per pass.
     """
-    from captum._utils.gradient import compute_layer_gradients_and_eval
+    score = ConceptScore(model, [leaves])
+    with evaluation_mode(model, "gradcam_channel_ranking"):
+        gradient = mean_layer_gradient(score, resolve_layer(model, layer), images, batch_size)
+    return gradient.flatten(1).mean(1).cpu()
+
+
+def tcav_channel_ranking(model: nn.Module, layer, concept_images: Tensor, other_images: Tensor,
+                         batch_size: int = 32, seed: int = 0) -> Tensor:
+    """TCAV's concept activation vector, summed over each channel's positions: D scores.
+
+    Captum's ``TCAV`` with its default classifier (scikit-learn's linear
+    ``SGDClassifier``, a third of the examples held out) separates the
+    layer's flattened activations on ``concept_images`` from those on
+    ``other_images``; the CAV is its weight vector for the concept (Kim et
+    al., ICML 2018, Sec. 3.1). Captum keeps activations and CAVs on disk; a
+    temporary folder holds them. ``seed`` fixes the split and the SGD
+    (Python's, NumPy's and torch's global generators are restored afterwards).
+    """
+    import tempfile
+
+    from captum.concept import TCAV, Concept
+    from torch.utils.data import DataLoader
 
     check_positive_int("batch_size", batch_size)
-    score, module = ConceptScore(model, [leaves]), resolve_layer(model, layer)
-    total = None
-    with evaluation_mode(model, "gradcam_channel_ranking"):
-        for start in range(0, len(images), batch_size):
-            (gradients,), _ = compute_layer_gradients_and_eval(score, module, images[start : start + batch_size], 0)
-            weights = gradients.detach().flatten(2).mean(2).sum(0)
-            total = weights if total is None else total + weights
-    return (total / len(images)).cpu()
+    module = resolve_layer(model, layer)
+    name = next(n for n, m in model.named_modules() if m is module)
+    concept = Concept(0, "concept", DataLoader(concept_images, batch_size=batch_size))
+    other = Concept(1, "other", DataLoader(other_images, batch_size=batch_size))
+    with tempfile.TemporaryDirectory() as folder, seeded_globals(seed), \
+            evaluation_mode(model, "tcav_channel_ranking"), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Using default classifier for TCAV")
+        warnings.filterwarnings("ignore", message="Creating a tensor from a list of numpy")  # inside Captum
+        cavs = TCAV(model, [name], save_path=folder).compute_cavs([[concept, other]], force_train=True)
+        channels = layer_output(model, module, concept_images[:1]).shape[1]
+    weights = cavs["0-1"][name].stats["weights"][0]  # the row of concept id 0
+    return weights.view(channels, -1).sum(1).float().cpu()
 
 
 def netdissect_ranking(model: nn.Module, layer, batches: Iterable, quantile: float = 0.005, resolution: int = 56,

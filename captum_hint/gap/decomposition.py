@@ -31,7 +31,7 @@ from ..core.model_state import evaluation_mode
 from ..core.stages import forward_order, stage_layers
 from .tree import EvidenceNode
 
-__all__ = ["HierarchicalDecomposition", "Selection", "label_with_concepts"]
+__all__ = ["HierarchicalDecomposition", "Selection", "chosen_channel_shares", "label_with_concepts"]
 
 
 class Selection(NamedTuple):
@@ -92,6 +92,34 @@ def select_children(maps: Tensor, top_k: int, nms_iou: float = 0.9, map_threshol
     chosen = eligible & (eligible.cumsum(1) <= top_k)
     return Selection(channels, contributions, candidate_shares, chosen, merged_into,
                      peak_positions(candidate_maps), candidate_maps)
+
+
+def chosen_channel_shares(model: nn.Module, layer, images: Tensor, target=None, top_k: int = 3,
+                          nms_iou: float = 0.9, map_threshold: float = 0.5, batch_size: int = 32) -> Tensor:
+    """How much gAP's first decomposition step leans on each channel of ``layer``: D scores.
+
+    The decision (``target``, as in :meth:`HierarchicalDecomposition.decompose`)
+    of each image is decomposed onto ``layer``; a channel's score is its
+    share of the decision's positive evidence where it is one of the chosen
+    children (top-``k`` after NMS, as a tree's first level), 0 where it is
+    not, averaged over the images. Ranking the channels by it asks which
+    ones gAP's trees put under the decision. ``batch_size`` images per pass.
+    """
+    check_image_batch(images)
+    check_positive_int("top_k", top_k)
+    check_positive_int("batch_size", batch_size)
+    propagation = LayerActivationPropagation(model, layer)
+    total = None
+    with evaluation_mode(model, "chosen_channel_shares"):
+        for start in range(0, len(images), batch_size):
+            part = slice(start, start + batch_size)
+            per_image = target[part] if isinstance(target, (list, tuple, Tensor)) else target
+            maps = propagation.attribute(images[part], target=per_image).detach()
+            picked = select_children(maps, top_k, nms_iou, map_threshold)
+            shares = torch.zeros(maps.shape[:2], dtype=maps.dtype, device=maps.device)
+            shares.scatter_add_(1, picked.channels, torch.where(picked.chosen, picked.shares, 0.0))
+            total = shares.sum(0) if total is None else total + shares.sum(0)
+    return (total / len(images)).cpu()
 
 
 def label_with_concepts(trees, explainer, n: int = 2) -> None:

@@ -193,9 +193,10 @@ def stream_regions(hints: Sequence, dataloader: Iterable, labels: str) -> Tuple[
         empty = [k for k, count in enumerate(bank.counts()[:-1].tolist()) if count == 0]
         if empty:
             detail = ", ".join(f"{lead.concepts[k]} ({int(images_under[k])} images under it)" for k in empty)
+            instead = "an earlier layer" if hint.saliency == "gradient_x_input" else \
+                "saliency='gradient_x_input' or an earlier layer"
             raise ValueError(f"concepts: no responsible regions were collected for {detail} (layer {hint.layer!r}); "
                              "add images of these concepts or drop them from the concept set. If the layer's "
                              "saliency is flat over positions (a layer that feeds global average pooling gets the "
-                             "same gradient everywhere), no region stands out: choose saliency='gradient_x_input' "
-                             "or an earlier layer")
+                             f"same gradient everywhere), no region stands out: choose {instead}")
     return banks, n_images

@@ -7,7 +7,7 @@ a random ranking puts it at ``(D + 1) / 2`` on average.
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
@@ -18,7 +18,8 @@ from ..core.checks import check_finite
 from ..datasets.planted import PlantedModel
 from ..datasets.samples import collate_samples
 from ..evaluation import (bootstrap_mean, concept_ground_truth, conductance_ranking, gradcam_channel_ranking,
-                          netdissect_ranking)
+                          netdissect_ranking, tcav_channel_ranking)
+from ..gap import chosen_channel_shares
 from ..hint import HINT
 from ..sevec import SemanticVectors
 
@@ -35,32 +36,46 @@ def planted_rank(scores: Tensor, channel: int) -> float:
     return 1.0 + greater + tied / 2
 
 
-def _afi_channel_importance(planted: PlantedModel, images: Tensor, leaves: Sequence[int], seed: int) -> Tensor:
-    occluder = GlobalFeatureOccluder(planted.model, seed=seed, progress=False).fit(images, set(leaves))
+def _afi_channel_importance(planted: PlantedModel, images: Tensor, leaves: Sequence[int], seed: int,
+                            max_iterations: int) -> Tensor:
+    occluder = GlobalFeatureOccluder(planted.model, max_iterations=max_iterations, seed=seed,
+                                     progress=False).fit(images, set(leaves))
     return channel_importance(feature_importance(occluder, images, planted.layer))
 
 
-def score_planted_model(planted: PlantedModel, samples: Sequence[Dict], saliency: str = "gradient",
-                        random_seeds: Sequence[int] = (0, 1, 2), conductance_images: int = 8,
-                        class_images: int = 32, seed: int = 0) -> List[Dict]:
+def score_planted_model(planted: PlantedModel, samples: Sequence[Dict],
+                        saliency: Union[str, Sequence[str]] = "gradient", random_seeds: Sequence[int] = (0, 1, 2),
+                        conductance_images: int = 8, class_images: int = 32, seed: int = 0,
+                        fitted: Optional[Dict] = None, occluder_iterations: int = 300) -> List[Dict]:
     """Every ranking's rank of each class's planted channel: rows ``{"method", "concept", "rank"}``.
 
     Rankings: HINT's Shapley values and ``|coef|`` (fitted on ``samples``
-    with ``saliency`` and the classes as concepts); SeVec's semantic vector
+    with each ``saliency`` and the classes as concepts; methods
+    ``"HINT (shapley, <saliency>)"``, ``"HINT (coef, <saliency>)"``); SeVec's semantic vector
     (spatial, fitted on ``samples``), its loading summed per channel (it
     counts how often a unit is active on the concept's images, not how
     selective it is); AfI's channel importance (an occluder with its
-    defaults on at most ``class_images`` images of the class);
-    Captum's LayerConductance on ``conductance_images`` images of the class,
-    Grad-CAM's channel weights on the ``class_images``,
+    defaults, at most ``occluder_iterations`` steps, on at most ``class_images`` images of the class);
+    gAP's chosen children of the class's logit (:func:`~captum_hint.gap.chosen_channel_shares`,
+    top 3) on the ``class_images``; Captum's LayerConductance on
+    ``conductance_images`` images of the class, Grad-CAM's channel weights
+    on the ``class_images``, TCAV's CAV (Captum) separating the
+    ``class_images`` from as many images without the class,
     the NetDissect IoU against the class masks, and uniform random scores
     (one row per seed). A system that cannot run on the model gives a row
     with ``rank`` NaN and its ``error``, so what fails is reported, not dropped.
+    ``fitted``, when given, receives the fitted explainers (``"HINT (<saliency>)"``, ``"SeVec"``).
     """
     model, layer, concepts = planted.model, planted.layer, planted.concepts
-    hint = HINT(model, layer, planted.hierarchy, concepts, saliency=saliency, seed=seed, progress=False)
+    saliencies = [saliency] if isinstance(saliency, str) else list(saliency)
     loader = DataLoader(list(samples), batch_size=32, collate_fn=collate_samples)
-    hint.fit(loader)
+    hints, hint_errors = {}, {}
+    for name in saliencies:
+        try:
+            hints[name] = HINT(model, layer, planted.hierarchy, concepts, saliency=name, seed=seed,
+                               progress=False).fit(loader)
+        except ValueError as error:  # e.g. no responsible region: the saliency is flat at the layer
+            hint_errors.update({f"HINT ({ranking}, {name})": str(error) for ranking in ("shapley", "coef")})
     sevec = SemanticVectors(model, layer, concepts, planted.hierarchy, progress=False).fit(loader)
     batches = [(torch.stack([s["image"] for s in chunk]), torch.stack([s["concept_masks"] for s in chunk]))
                for chunk in (samples[i : i + 32] for i in range(0, len(samples), 32))]
@@ -71,24 +86,34 @@ def score_planted_model(planted: PlantedModel, samples: Sequence[Dict], saliency
         leaves = planted.hierarchy.leaves_under(concept)
         keep, _, _ = concept_ground_truth(samples, leaves)
         images = torch.stack([samples[i]["image"] for i in keep[:class_images]])
-        rankings = {"HINT (shapley)": hint.neuron_ranking(concept, "shapley"),
-                    "HINT (coef)": hint.neuron_ranking(concept, "coef"),
+        others = torch.stack([s["image"] for s in samples if not set(s["labels"].tolist()) & set(leaves)][:class_images])
+        target = leaves[0] if len(leaves) == 1 else set(leaves)
+        rankings = {f"HINT ({ranking}, {name})": hint.neuron_ranking(concept, ranking)
+                    for name, hint in hints.items() for ranking in ("shapley", "coef")}
+        rankings.update({
                     # the vector's loading summed over the positions of each channel (spatial: D = C x h x w)
                     "SeVec (vector)": sevec.vector(concept).view(n_channels, -1).sum(1),
                     "LayerConductance": conductance_ranking(model, layer, images[:conductance_images], leaves),
                     "Grad-CAM weights": gradcam_channel_ranking(model, layer, images, leaves),
-                    "NetDissect": dissected[:, k]}
+                    "gAP (chosen children)": chosen_channel_shares(model, layer, images, target),
+                    "TCAV (CAV)": tcav_channel_ranking(model, layer, images, others, seed=seed),
+                    "NetDissect": dissected[:, k]})
+        errors = dict(hint_errors)
         try:
-            rankings["AfI (channel importance)"] = _afi_channel_importance(planted, images, leaves, seed)
+            rankings["AfI (channel importance)"] = _afi_channel_importance(planted, images, leaves, seed,
+                                                                               occluder_iterations)
         except ValueError as error:  # e.g. no image of the class is classified as it
-            rows.append({"method": "AfI (channel importance)", "concept": concept, "rank": math.nan,
-                         "channels": n_channels, "error": str(error)})
+            errors["AfI (channel importance)"] = str(error)
+        rows += [{"method": method, "concept": concept, "rank": math.nan, "channels": n_channels, "error": error}
+                 for method, error in errors.items()]
         for random_seed in random_seeds:
             rankings[f"random (seed {random_seed})"] = torch.rand(
                 n_channels, generator=torch.Generator().manual_seed(random_seed * 1000 + k))
         channel = planted.planted_[k]
         rows += [{"method": method, "concept": concept, "rank": planted_rank(scores.float(), channel),
                   "channels": n_channels} for method, scores in rankings.items()]
+    if fitted is not None:
+        fitted.update({f"HINT ({name})": hint for name, hint in hints.items()}, SeVec=sevec)
     return rows
 
 

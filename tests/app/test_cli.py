@@ -1,6 +1,7 @@
 """The captum-hint command line, run for real on small settings."""
 
 import json
+import math
 import re
 import subprocess
 import sys
@@ -181,3 +182,32 @@ def test_afi_checks_its_arguments(capsys):
     with pytest.raises(SystemExit) as stop:
         main(["afi", "--lam", "-1"])
     assert stop.value.code == 2 and "argument --lam: expected a value in [0.0, inf), got -1.0" in capsys.readouterr().err
+
+
+def test_ground_truth_writes_its_json_and_page(tmp_path, monkeypatch):
+    monkeypatch.setenv("CAPTUM_HINT_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "truth"
+    assert main(["ground-truth", "--variants", "bottleneck", "--seeds", "3", "--train-scenes", "48", "--epochs", "2",
+                 "--fit-scenes", "32", "--test-scenes", "32", "--occluder-iterations", "3", "--out", str(out)]) == 0
+    data = json.loads((out / "ground_truth.json").read_text())
+    (model,) = data["models"]
+    assert (model["variant"], model["seed"]) == ("bottleneck", 3) and model["config"]["epochs"] == 2
+    assert list(model["planted"]) == ["bird", "mammal", "fruit", "vehicle"] and len(set(model["planted"].values())) == 4
+    for name, entry in model["truth"]["classes"].items():
+        assert entry["channel"] == model["planted"][name] and 0 <= entry["mask_iou"] <= 1
+        assert entry["holds"] == (entry["roc_auc"] >= 0.8 and entry["mask_pxap"] >= 0.5
+                                  and entry["ablation_ratio"] >= 2)
+    methods = {row["method"] for row in model["ranks"]}
+    assert {"HINT (shapley, gradient)", "HINT (shapley, gradient_x_input)", "SeVec (vector)", "gAP (chosen children)",
+            "TCAV (CAV)", "LayerConductance", "NetDissect", "Grad-CAM weights"} <= methods
+    for row in model["ranks"]:
+        assert 1 <= row["rank"] <= 16 or (math.isnan(row["rank"]) and row["error"])
+    for table_row in data["tables"]["bottleneck"]["every class"]:
+        ranks = [r["rank"] for r in model["ranks"] if r["method"] == table_row["method"]
+                 or (table_row["method"] == "random" and r["method"].startswith("random"))]
+        finite = [r for r in ranks if not math.isnan(r)]
+        assert table_row["n"] == len(finite) and table_row["failed"] == len(ranks) - len(finite)
+        if finite:
+            assert table_row["mean_rank"] == pytest.approx(sum(finite) / len(finite))
+    page = (out / "index.html").read_text()
+    assert "examples_bottleneck_seed3.png" in page and (out / "examples_bottleneck_seed3.png").stat().st_size > 5_000

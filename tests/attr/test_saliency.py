@@ -365,3 +365,16 @@ def test_non_finite_images_are_rejected(small_net, images):
     bad[2, 0, 0, 0] = float("inf")
     with pytest.raises(ValueError, match=r"inputs: contains Inf \(rows \[2\]\)"):
         LayerGradient(small_net, "features.2").attribute(bad, target=0)
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 32])
+def test_mean_layer_gradient_is_the_mean_of_per_image_autograd(small_net, images, batch_size):
+    from captum_hint.attr import mean_layer_gradient
+
+    def score(x):
+        return small_net(x)[:, 1:2]
+
+    per_image = torch.stack([layer_value_and_grad(small_net, small_net.features[2], x[None], class_score(1))[1][0]
+                             for x in images])
+    mean = mean_layer_gradient(score, small_net.features[2], images, batch_size=batch_size)
+    torch.testing.assert_close(mean, per_image.mean(0))

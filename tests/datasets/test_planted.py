@@ -92,3 +92,22 @@ def test_truth_check_on_a_tiny_model(tmp_path, monkeypatch):
     assert lenient["passed"]
     strict = check_planted_truth(planted, held_out, min_auc=1.01)
     assert not strict["passed"] and all("roc_auc" in f for f in strict["failures"][:1])
+
+
+def test_mask_scenes_put_each_object_in_its_concepts_channel():
+    from captum_hint.core.boxes import masks_to_boxes
+    from captum_hint.datasets import constructed_planted_model, mask_scenes
+
+    samples = mask_scenes(6, size=12, side=4, seed=2)
+    for i, s in enumerate(samples):
+        mask = s["masks"][0]
+        assert s["label"] == i % 2 and int(mask.sum()) == 16 and torch.equal(s["concept_masks"][i % 2], mask)
+        assert torch.equal(s["image"][i % 2] > 0, mask) and not s["image"][1 - i % 2].any()
+        assert torch.equal(s["boxes"], masks_to_boxes(s["masks"]))
+    planted = constructed_planted_model((0, 2))
+    logits = planted.model(torch.stack([s["image"] for s in samples]))
+    assert (logits.argmax(1) == torch.arange(6) % 2).all()  # the answer is known, and the model says it
+    with pytest.raises(ValueError, match="side: expected"):
+        mask_scenes(2, size=4, side=4)
+    with pytest.raises(ValueError, match="planted: expected two different channels"):
+        constructed_planted_model((1, 1))

@@ -8,7 +8,7 @@ from captum_hint.concepts import ConceptScore
 from captum_hint.attr.activation_propagation import layer_output
 from captum_hint.evaluation import (boxes_to_masks, concept_ground_truth, conductance_ranking, energy_pointing_game,
                                       evaluate_localization, gradcam_channel_ranking, gradcam_maps, gradcam_pass,
-                                      localization_hits,
+                                      localization_hits, tcav_channel_ranking,
                                       localization_record, localization_table, map_to_boxes, mask_area, mask_coverage,
                                       mask_iou, normalize_maps, pointing_game)
 
@@ -203,3 +203,22 @@ def test_bootstrap_mean_by_hand():
     assert bootstrap_mean([0.0, 1.0] * 50, seed=3) == (mean, low, high)  # NaN dropped, seeded
     with pytest.raises(ValueError, match="values: no finite value"):
         bootstrap_mean([float("nan")])
+
+
+def test_tcav_channel_ranking_is_seeded_and_leaves_the_global_generators_alone(small_net):
+    import random
+
+    import numpy as np
+
+    generator = torch.Generator().manual_seed(5)
+    concept, other = torch.randn(12, 3, 8, 8, generator=generator), torch.randn(12, 3, 8, 8, generator=generator)
+    concept[:, 0] += 3.0  # a bright first input channel: what the CAV must pick up at the layer
+    torch.manual_seed(123)
+    np.random.seed(123)
+    torch_state, numpy_state, python_state = torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate()
+    first = tcav_channel_ranking(small_net, "features.2", concept, other, seed=1)
+    assert torch.equal(torch.get_rng_state(), torch_state) and (np.random.get_state()[1] == numpy_state).all()
+    assert random.getstate() == python_state
+    torch.testing.assert_close(tcav_channel_ranking(small_net, small_net.features[2], concept, other, seed=1), first)
+    assert first.shape == (5,) and torch.isfinite(first).all()
+    assert not torch.equal(tcav_channel_ranking(small_net, "features.2", concept, other, seed=2), first)

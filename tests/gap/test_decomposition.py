@@ -5,8 +5,8 @@ import torch
 from torch import nn
 
 from captum_hint.attr import LayerActivationPropagation
-from captum_hint.gap import (EvidenceNode, HierarchicalDecomposition, label_with_concepts, load_tree, save_tree,
-                             select_children, stage_layers)
+from captum_hint.gap import (EvidenceNode, HierarchicalDecomposition, chosen_channel_shares, label_with_concepts,
+                             load_tree, save_tree, select_children, stage_layers)
 from nets import TwoStageNet
 
 
@@ -184,3 +184,17 @@ def test_blocks_bound_the_rows_per_pass_and_change_nothing(x):
     small = narrow.decompose(x, top_k=3)
     assert calls and max(calls) == 1  # one (image, decision) row per backward pass
     assert all(_close(a.to_dict(), b.to_dict()) for a, b in zip(wide, small))
+
+
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_chosen_channel_shares_average_the_trees_first_level(batch_size):
+    x = torch.randn(5, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    net = TwoStageNet().eval()
+    trees = HierarchicalDecomposition(net, ["features.4"], input_shape=(3, 8, 8)).decompose(x, target=1, top_k=2)
+    expected = torch.zeros(5)
+    for tree in trees:
+        for child in tree.children:
+            expected[child.channel] += child.share / len(x)
+    got = chosen_channel_shares(net, "features.4", x, target=1, top_k=2, batch_size=batch_size)
+    torch.testing.assert_close(got, expected)
+    assert (expected > 0).sum() >= 2  # the case is not trivial

@@ -1,0 +1,135 @@
+"""The ground-truth study: planted models trained (or loaded), their truth checked, every system scored.
+
+:func:`ground_truth_study` is what ``captum-hint ground-truth`` runs; its
+result is plain data (:func:`study_to_json` drops the example maps) so it
+saves as ``ground_truth.json`` and reloads exactly.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Sequence
+
+import torch
+from captum.attr import LayerAttribution
+from tqdm.auto import tqdm
+
+from ..datasets.planted import VARIANTS, PlantedModel, PlantedScenes, check_planted_truth, train_planted_model
+from ..datasets.samples import MEAN, STD
+from ..evaluation import evaluate_localization, gradcam_maps, localization_table, normalize_maps
+from .ranks import ranking_table, score_planted_model
+
+__all__ = ["ground_truth_study", "planted_examples", "study_to_json", "FIT_SEED", "TEST_SEED"]
+
+#: Scene seeds of a model with seed ``s``: training ``s``, truth check ``TEST_SEED + s``, rankings ``FIT_SEED + s``.
+TEST_SEED, FIT_SEED = 10_000, 20_000
+
+
+def planted_examples(planted: PlantedModel, samples: Sequence[Dict], hints: Dict, fraction: float) -> Dict:
+    """One scene per class (the first holding that class alone) and each map of it, for figures.
+
+    Returns ``{"images": K x 3 x H x W, "pixels": the same in [0, 1] RGB, "masks": K x H x W,
+    "maps": {name: K x 1 x H x W in [0, 1]}}``:
+    the planted channel's map (sigmoid of its pre-activation), each HINT's
+    localization with its Shapley ranking at ``fraction``, and Grad-CAM.
+    """
+    concepts, model = planted.concepts, planted.model
+    chosen = []
+    for k in range(len(concepts)):
+        alone = [s for s in samples if s["present"][k] and int(s["present"].sum()) == 1]
+        if not alone:
+            raise ValueError(f"samples: expected a scene holding class {concepts[k]!r} alone")
+        chosen.append(alone[0])
+    images = torch.stack([s["image"] for s in chosen])
+    masks = torch.stack([s["concept_masks"][k] for k, s in enumerate(chosen)])
+    size = tuple(images.shape[-2:])
+    with torch.no_grad():
+        _, pre = model.forward_with_concept_logits(images)
+    planted_maps = torch.sigmoid(pre[torch.arange(len(concepts)), torch.tensor(planted.planted_)])[:, None]
+    maps = {"planted channel": LayerAttribution.interpolate(planted_maps, size, "bilinear")}
+    for name, hint in hints.items():
+        maps[f"{name} Shapley {fraction:.0%}"] = torch.cat([
+            hint.localize(images[k : k + 1], concept, fraction, "shapley", size=size)
+            for k, concept in enumerate(concepts)])
+    maps["Grad-CAM"] = torch.cat([gradcam_maps(model, planted.layer, images[k : k + 1],
+                                               planted.hierarchy.leaves_under(concept), size)
+                                  for k, concept in enumerate(concepts)])
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (MEAN, STD))  # PlantedScenes' normalization
+    return {"images": images, "pixels": (images * std + mean).clamp(0, 1), "masks": masks,
+            "maps": {name: normalize_maps(m.detach().float()).clamp(0, 1) for name, m in maps.items()}}
+
+
+def ground_truth_study(variants: Sequence[str] = VARIANTS, seeds: Sequence[int] = (0,), fit_scenes: int = 256,
+                       test_scenes: int = 256, saliencies: Sequence[str] = ("gradient", "gradient_x_input"),
+                       fraction: float = 0.25, train_scenes: int = 1536, epochs: int = 40,
+                       occluder_iterations: int = 300, progress: bool = False) -> Dict:
+    """Train (or load) the planted models, check their truth, score every ranking and localization.
+
+    For each variant and seed: :func:`train_planted_model` (``train_scenes``, ``epochs``),
+    :func:`check_planted_truth` on ``test_scenes`` held-out scenes,
+    :func:`score_planted_model` on ``fit_scenes`` one-object scenes (HINT
+    with each of ``saliencies``, AfI's occluder for at most ``occluder_iterations`` steps), and the localization of HINT (Shapley,
+    ``fraction`` of the neurons), Grad-CAM and the centre Gaussian against
+    the masks of the held-out scenes (:func:`evaluate_localization`).
+
+    Returns:
+        A dict: ``settings``; ``models``, one dict per model (variant, seed, planted, config,
+        history, truth, ranks, localization, examples); ``tables`` (variant → ``"every class"``
+        and ``"truth holds"`` rank tables). The ``examples`` (tensors, :func:`planted_examples`)
+        are for figures and are left out of :func:`study_to_json`.
+    """
+    for variant in variants:
+        if variant not in VARIANTS:
+            raise ValueError(f"variants: expected names from {VARIANTS}, got {variant!r}")
+    if not seeds:
+        raise ValueError("seeds: expected at least one seed")
+    settings = {"variants": list(variants), "seeds": list(seeds), "train_scenes": train_scenes, "epochs": epochs,
+                "fit_scenes": fit_scenes,
+                "test_scenes": test_scenes, "saliencies": list(saliencies), "fraction": fraction,
+                "occluder_iterations": occluder_iterations, "test_scene_seed": f"{TEST_SEED} + model seed", "fit_scene_seed": f"{FIT_SEED} + model seed"}
+    models = []
+    for variant, seed in tqdm([(v, s) for v in variants for s in seeds], desc="planted models", disable=not progress):
+        planted = train_planted_model(variant, seed=seed, n_scenes=train_scenes, epochs=epochs, progress=progress)
+        test = PlantedScenes(test_scenes, seed=TEST_SEED + seed)
+        test_samples = [test[i] for i in range(len(test))]
+        truth = check_planted_truth(planted, test)
+        fit = PlantedScenes(fit_scenes, objects=(1, 1), seed=FIT_SEED + seed)
+        fitted: Dict = {}
+        ranks = score_planted_model(planted, [fit[i] for i in range(len(fit))], saliency=saliencies, seed=seed,
+                                    fitted=fitted, occluder_iterations=occluder_iterations)
+        for row in ranks:
+            row["truth_holds"] = truth["classes"][row["concept"]]["holds"]
+        hints = {name: explainer for name, explainer in fitted.items() if name.startswith("HINT")}
+        localization = _localization(planted, hints, test_samples, fraction)
+        models.append({"variant": variant, "seed": seed, "planted": dict(zip(planted.concepts, planted.planted_)),
+                       "config": planted.config, "history": planted.history_, "truth": truth, "ranks": ranks,
+                       "localization": localization,
+                       "examples": planted_examples(planted, test_samples, hints, fraction)})
+    tables = {}
+    for variant in variants:
+        rows = [r for m in models if m["variant"] == variant for r in m["ranks"]]
+        tables[variant] = {"every class": ranking_table(rows),
+                           "truth holds": ranking_table([r for r in rows if r["truth_holds"]])}
+    return {"settings": settings, "models": models, "tables": tables}
+
+
+def _localization(planted: PlantedModel, hints: Dict, samples: List[Dict], fraction: float) -> List[Dict]:
+    """Mask PxAP (and the rest of the WSOL record) of each HINT, Grad-CAM and the centre Gaussian, pooled over classes."""
+    table, first = [], True
+    for name, hint in hints.items():
+        rows = evaluate_localization(hint, samples, planted.concepts, fractions=(fraction,),
+                                     rankings={"shapley": "shapley"}, gradcam_layer=planted.layer if first else None,
+                                     baselines=first)
+        table += [{**row, "method": row["method"].replace("HINT (shapley)", f"{name} Shapley")}
+                  for row in localization_table(rows)]
+        first = False
+    return table
+
+
+def study_to_json(study: Dict) -> Dict:
+    """The study without its example tensors, ready for ``json.dump``.
+
+    A rank that could not be computed is NaN and the bottleneck's ablation
+    ratio can be infinite: Python's ``json`` writes and reads both back exactly.
+    """
+    return {**study, "models": [{k: v for k, v in m.items() if k != "examples"} for m in study["models"]]}
+
