@@ -19,6 +19,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Uni
 import torch
 from torch import Tensor
 
+from ..core.checks import check_binary
 from .scores import concept_scores
 
 __all__ = ["ConceptHierarchy"]
@@ -330,15 +331,33 @@ class ConceptHierarchy:
             raise ValueError(f"labels: class index {bad} is out of range (expected 0..{self.num_classes - 1})")
         return labels
 
+    def leaf_indicator(self, labels: Tensor) -> Tensor:
+        """N x C booleans: the leaf classes each image holds.
+
+        ``labels`` is either N class indices (one leaf per image) or an N x C
+        0/1 (or boolean) matrix, several leaves per image (an image with
+        objects of several classes, as in VOC or COCO).
+        """
+        labels = torch.as_tensor(labels)
+        if labels.dim() == 2:
+            if labels.shape[1] != self.num_classes:
+                raise ValueError(f"labels: expected N x {self.num_classes} leaf indicators (one column per class), "
+                                 f"got shape {tuple(labels.shape)}")
+            return check_binary("labels", labels)
+        labels = self.check_labels(labels)
+        return torch.nn.functional.one_hot(labels, self.num_classes).bool()
+
     def multi_hot(self, labels: Tensor, concepts: Sequence[str]) -> Tensor:
-        """N x K float matrix: 1 where image n's leaf class is under concept k.
+        """N x K float matrix: 1 where one of image n's leaf classes is under concept k.
 
         Args:
-            labels: N leaf class indices.
+            labels: N leaf class indices, or an N x C 0/1 matrix of several leaves per image
+                (see :meth:`leaf_indicator`).
             concepts: K concepts.
         """
-        labels = self.check_labels(labels)
-        return self.membership(concepts, labels.device)[:, labels].T.float()
+        leaves = self.leaf_indicator(labels)
+        membership = self.membership(concepts, leaves.device)
+        return (leaves.float() @ membership.T.float() > 0).float()
 
     def concept_scores(self, logits: Tensor, concepts: Sequence[str]) -> Tensor:
         """N x K concept scores ``log sum_{leaves} softmax(logits)`` from N x C logits."""

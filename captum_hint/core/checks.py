@@ -13,7 +13,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-__all__ = ["check_number", "check_positive_int", "check_fraction", "check_finite"]
+__all__ = ["check_number", "check_positive_int", "check_fraction", "check_finite", "check_binary"]
 
 
 def check_number(
@@ -86,3 +86,10 @@ def check_finite(name: str, tensor: Tensor, context: str = "") -> Tensor:
         kinds.append("Inf")
     where = f" (rows {rows[:10]}{' ...' if len(rows) > 10 else ''})" if rows else ""
     raise ValueError(f"{name}: contains {' and '.join(kinds)}{where}{'; ' + context if context else ''}")
+
+
+def check_binary(name: str, tensor: Tensor) -> Tensor:
+    """``tensor`` as booleans; raises ValueError naming ``name`` unless it is boolean or holds only 0 and 1."""
+    if tensor.dtype != torch.bool and not bool(((tensor == 0) | (tensor == 1)).all()):
+        raise ValueError(f"{name}: an indicator matrix must hold only 0 and 1 (or booleans)")
+    return tensor.bool()

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from ..attr._base import LayerSpec, check_image_batch, resolve_layer
 from ..attr.activation_propagation import layer_output
 from ..concepts.hierarchy import ConceptHierarchy
-from ..core.checks import check_finite, check_fraction
+from ..core.checks import check_binary, check_finite, check_fraction
 from ..core.model_state import evaluation_mode, model_device
 from ..datasets.samples import split_batch
 
@@ -92,10 +92,15 @@ class SemanticVectors:
             self._membership = None
 
     def _under(self, labels: Tensor) -> Tensor:
-        """N x K: image n counts for concept k."""
+        """N x K: image n counts for concept k (for every concept above any of its leaves)."""
         if self._membership is not None:
-            labels = self.hierarchy.check_labels(labels)
-            return self._membership[:, labels].T
+            leaves = self.hierarchy.leaf_indicator(labels)
+            return leaves.float() @ self._membership.T.float() > 0
+        if labels.dim() == 2:  # N x C leaf indicators
+            if max(self.concepts_) >= labels.shape[1]:
+                raise ValueError(f"labels: expected a column for class {max(self.concepts_)}, got shape "
+                                 f"{tuple(labels.shape)}")
+            return check_binary("labels", labels)[:, self.concepts_]
         return labels[:, None] == torch.tensor(self.concepts_)[None]
 
     def features(self, images: Tensor) -> Tensor:
@@ -107,6 +112,10 @@ class SemanticVectors:
 
     def fit(self, dataloader: Iterable) -> "SemanticVectors":
         """Stream ``(images, labels)`` batches once; returns self.
+
+        ``labels`` are N leaf class indices, or an N x C 0/1 matrix when an
+        image holds objects of several classes: it then counts for every
+        concept above any of them.
 
         Memory: a K x D running sum, whatever the number of images.
 

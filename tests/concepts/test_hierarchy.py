@@ -277,3 +277,14 @@ def test_bundled_imagenet_needs_no_wordnet():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["ok", "1000"]
+
+
+def test_multi_hot_takes_several_leaves_per_image():
+    hierarchy = ConceptHierarchy.from_paths(["thing/a", "thing/b", "other/c"])
+    concepts = ["thing", "a", "b", "other"]
+    single = hierarchy.multi_hot(torch.tensor([0, 2]), concepts)
+    assert single.tolist() == [[1, 1, 0, 0], [0, 0, 0, 1]]
+    several = hierarchy.multi_hot(torch.tensor([[1, 1, 0], [0, 1, 1]]), concepts)
+    assert several.tolist() == [[1, 1, 1, 0], [1, 0, 1, 1]]
+    with pytest.raises(ValueError, match="labels: expected N x 3 leaf indicators"):
+        hierarchy.leaf_indicator(torch.ones(2, 4))

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from captum_hint.core.checks import check_finite, check_fraction, check_number, check_positive_int
+from captum_hint.core.checks import check_binary, check_finite, check_fraction, check_number, check_positive_int
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
@@ -58,3 +58,10 @@ def test_check_finite_accepts_finite_values_whose_sum_overflows():
     assert check_finite("x", big) is big
     with pytest.raises(ValueError, match=r"x: contains NaN \(rows \[2\]\)"):
         check_finite("x", torch.tensor([[1.0], [2.0], [float("nan")]]))
+
+
+def test_check_binary():
+    assert check_binary("m", torch.tensor([[0, 1], [1, 1]])).tolist() == [[False, True], [True, True]]
+    assert check_binary("m", torch.tensor([True, False])).dtype == torch.bool
+    with pytest.raises(ValueError, match="m: an indicator matrix must hold only 0 and 1"):
+        check_binary("m", torch.tensor([0.5, 1.0]))

@@ -136,3 +136,29 @@ def test_errors():
     with pytest.raises(RuntimeError, match="call fit"):
         SemanticVectors(Rectified(), "features", [0]).vector(0)
     assert Signed is not None
+
+
+@pytest.mark.parametrize("with_hierarchy", [True, False])
+def test_several_leaves_per_image(with_hierarchy):
+    hierarchy = ConceptHierarchy.from_paths(["thing/a", "thing/b", "other/c"]) if with_hierarchy else None
+    concepts = ["thing", "a", "b", "other"] if with_hierarchy else [0, 1, 2]
+    x = torch.randn(6, 2, 1, 2, generator=torch.Generator().manual_seed(1))
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+
+    def fitted(given):
+        return SemanticVectors(Rectified(), "features", concepts, hierarchy, progress=False).fit([(x, given)])
+
+    single, one_hot = fitted(labels), fitted(torch.nn.functional.one_hot(labels, 3).bool())
+    torch.testing.assert_close(one_hot.vectors_, single.vectors_)  # one leaf per image: the same as indices
+    both = torch.tensor([[1, 1, 0], [0, 1, 0], [0, 0, 1], [1, 0, 0], [0, 1, 0], [0, 0, 1]])  # image 0 holds a and b
+    several = fitted(both)
+    phi = (torch.relu(x).flatten(1) > 0).float()
+    unit = phi / phi.norm(dim=1, keepdim=True).clamp_min(1e-12)  # an all-inactive image adds nothing
+    b_rows = [0, 1, 4]  # image 0 now counts for b (and once only for thing, its ancestor of both)
+    b_index = concepts.index("b" if with_hierarchy else 1)
+    expected = unit[b_rows].sum(0)
+    torch.testing.assert_close(several.vectors_[b_index], expected / expected.norm())
+    if with_hierarchy:
+        assert several.counts_.tolist() == [4, 2, 3, 2]
+    with pytest.raises(ValueError, match="labels: an indicator matrix must hold only 0 and 1"):
+        fitted(both * 2)
