@@ -13,7 +13,7 @@ gives its scenes. Seconds to run, so it also serves tests and tutorials.
 
 from __future__ import annotations
 
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -30,22 +30,29 @@ class MaskCopyNet(nn.Module):
     """Two concepts in input channels 0 and 1, noise in channel 2; ``concept_relu`` has 4 channels.
 
     Channel ``planted[c]`` of ``concept_relu`` copies input channel ``c``;
-    the other two copy the noise channel; logit ``c`` is ``4 x`` the spatial
-    mean of channel ``planted[c]``. The layer feeds the logits through
+    the other two copy the noise channel, except a ``multimodal`` channel,
+    which copies both concepts' channels (a planted multimodal neuron; the
+    logits do not read it); logit ``c`` is ``4 x`` the spatial mean of
+    channel ``planted[c]``. The layer feeds the logits through
     global average pooling, so its gradient is the same at every position.
     """
 
-    def __init__(self, planted: Sequence[int] = (3, 1)):
+    def __init__(self, planted: Sequence[int] = (3, 1), multimodal: Optional[int] = None):
         super().__init__()
         if len(planted) != 2 or len(set(planted)) != 2 or not all(0 <= p < 4 for p in planted):
             raise ValueError(f"planted: expected two different channels in 0..3, got {list(planted)}")
+        if multimodal is not None and (multimodal in planted or not 0 <= multimodal < 4):
+            raise ValueError(f"multimodal: expected a channel in 0..3 other than the planted {list(planted)}, "
+                             f"got {multimodal}")
         self.concept_conv = nn.Conv2d(3, 4, 1, bias=False)
         with torch.no_grad():
             self.concept_conv.weight.zero_()
             for c, channel in enumerate(planted):
                 self.concept_conv.weight[channel, c] = 1.0
-            for channel in set(range(4)) - set(planted):
+            for channel in set(range(4)) - set(planted) - {multimodal}:
                 self.concept_conv.weight[channel, 2] = 1.0
+            if multimodal is not None:  # answers to both concepts' objects
+                self.concept_conv.weight[multimodal, :2] = 1.0
         self.concept_relu = nn.ReLU()
         self.planted = list(planted)
 
@@ -82,6 +89,12 @@ def mask_scenes(n: int, size: int = 16, side: int = 6, seed: int = 0) -> List[Di
             for i in range(n)]
 
 
-def constructed_planted_model(planted: Sequence[int] = (3, 1)) -> PlantedModel:
-    """A :class:`MaskCopyNet` (in eval mode) as a planted model of concepts ``a`` and ``b`` (hierarchy whole → a, b)."""
-    return PlantedModel(MaskCopyNet(planted).eval(), list(planted), ConceptHierarchy.from_paths(["whole/a", "whole/b"]))
+def constructed_planted_model(planted: Sequence[int] = (3, 1), multimodal: Optional[int] = None) -> PlantedModel:
+    """A :class:`MaskCopyNet` (in eval mode) as a planted model of concepts ``a`` and ``b`` (hierarchy whole → a, b).
+
+    With ``multimodal``, that channel answers to both ``a`` and ``b``
+    (``multimodal_ = {multimodal: ["a", "b"]}``).
+    """
+    model = MaskCopyNet(planted, multimodal).eval()
+    return PlantedModel(model, list(planted), ConceptHierarchy.from_paths(["whole/a", "whole/b"]),
+                        multimodal_={} if multimodal is None else {multimodal: ["a", "b"]})

@@ -132,14 +132,15 @@ class PlantedConceptNet(nn.Module):
 
 @dataclass
 class PlantedModel:
-    """A trained planted model and what is known of it."""
+    """A planted model and what is known of it."""
 
-    model: PlantedConceptNet
+    model: nn.Module
     planted_: List[int]  #: the channel of each class, in class order
     hierarchy: ConceptHierarchy
     config: Dict = field(default_factory=dict)
     history_: List[float] = field(default_factory=list)  #: the mean training loss of each epoch
     layer: str = "concept_relu"
+    multimodal_: Dict[int, List[str]] = field(default_factory=dict)  #: channel -> the concepts it answers to
 
     @property
     def concepts(self) -> List[str]:

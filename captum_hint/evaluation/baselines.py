@@ -159,6 +159,10 @@ def tcav_channel_ranking(model: nn.Module, layer, concept_images: Tensor, other_
     from torch.utils.data import DataLoader
 
     check_positive_int("batch_size", batch_size)
+    for argument, images in (("concept_images", concept_images), ("other_images", other_images)):
+        if images.dim() != 4 or len(images) < 2:
+            raise ValueError(f"{argument}: expected N x C x H x W with N >= 2 (TCAV holds a third out), "
+                             f"got shape {tuple(images.shape)}")
     module = resolve_layer(model, layer)
     name = next(n for n, m in model.named_modules() if m is module)
     concept = Concept(0, "concept", DataLoader(concept_images, batch_size=batch_size))

@@ -86,22 +86,25 @@ def score_planted_model(planted: PlantedModel, samples: Sequence[Dict],
         leaves = planted.hierarchy.leaves_under(concept)
         keep, _, _ = concept_ground_truth(samples, leaves)
         images = torch.stack([samples[i]["image"] for i in keep[:class_images]])
-        others = torch.stack([s["image"] for s in samples if not set(s["labels"].tolist()) & set(leaves)][:class_images])
+        without = [s["image"] for s in samples if not set(s["labels"].tolist()) & set(leaves)][:class_images]
         target = leaves[0] if len(leaves) == 1 else set(leaves)
         rankings = {f"HINT ({ranking}, {name})": hint.neuron_ranking(concept, ranking)
                     for name, hint in hints.items() for ranking in ("shapley", "coef")}
         rankings.update({
-                    # the vector's loading summed over the positions of each channel (spatial: D = C x h x w)
-                    "SeVec (vector)": sevec.vector(concept).view(n_channels, -1).sum(1),
-                    "LayerConductance": conductance_ranking(model, layer, images[:conductance_images], leaves),
-                    "Grad-CAM weights": gradcam_channel_ranking(model, layer, images, leaves),
-                    "gAP (chosen children)": chosen_channel_shares(model, layer, images, target),
-                    "TCAV (CAV)": tcav_channel_ranking(model, layer, images, others, seed=seed),
-                    "NetDissect": dissected[:, k]})
+            # the vector's loading summed over the positions of each channel (spatial: D = C x h x w)
+            "SeVec (vector)": sevec.vector(concept).view(n_channels, -1).sum(1),
+            "LayerConductance": conductance_ranking(model, layer, images[:conductance_images], leaves),
+            "Grad-CAM weights": gradcam_channel_ranking(model, layer, images, leaves),
+            "gAP (chosen children)": chosen_channel_shares(model, layer, images, target),
+            "NetDissect": dissected[:, k]})
         errors = dict(hint_errors)
+        if without:
+            rankings["TCAV (CAV)"] = tcav_channel_ranking(model, layer, images, torch.stack(without), seed=seed)
+        else:
+            errors["TCAV (CAV)"] = "samples: every sample holds the class; TCAV needs images without it"
         try:
             rankings["AfI (channel importance)"] = _afi_channel_importance(planted, images, leaves, seed,
-                                                                               occluder_iterations)
+                                                                           occluder_iterations)
         except ValueError as error:  # e.g. no image of the class is classified as it
             errors["AfI (channel importance)"] = str(error)
         rows += [{"method": method, "concept": concept, "rank": math.nan, "channels": n_channels, "error": error}

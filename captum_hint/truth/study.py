@@ -67,9 +67,11 @@ def ground_truth_study(variants: Sequence[str] = VARIANTS, seeds: Sequence[int] 
     For each variant and seed: :func:`train_planted_model` (``train_scenes``, ``epochs``),
     :func:`check_planted_truth` on ``test_scenes`` held-out scenes,
     :func:`score_planted_model` on ``fit_scenes`` one-object scenes (HINT
-    with each of ``saliencies``, AfI's occluder for at most ``occluder_iterations`` steps), and the localization of HINT (Shapley,
+    with each of ``saliencies``, AfI's occluder for at most
+    ``occluder_iterations`` steps), and the localization of HINT (Shapley,
     ``fraction`` of the neurons), Grad-CAM and the centre Gaussian against
-    the masks of the held-out scenes (:func:`evaluate_localization`).
+    the masks of the held-out scenes (:func:`evaluate_localization`; it
+    needs a fitted HINT, so a model on which no HINT could run has none).
 
     Returns:
         A dict: ``settings``; ``models``, one dict per model (variant, seed, planted, config,
@@ -83,9 +85,9 @@ def ground_truth_study(variants: Sequence[str] = VARIANTS, seeds: Sequence[int] 
     if not seeds:
         raise ValueError("seeds: expected at least one seed")
     settings = {"variants": list(variants), "seeds": list(seeds), "train_scenes": train_scenes, "epochs": epochs,
-                "fit_scenes": fit_scenes,
-                "test_scenes": test_scenes, "saliencies": list(saliencies), "fraction": fraction,
-                "occluder_iterations": occluder_iterations, "test_scene_seed": f"{TEST_SEED} + model seed", "fit_scene_seed": f"{FIT_SEED} + model seed"}
+                "fit_scenes": fit_scenes, "test_scenes": test_scenes, "saliencies": list(saliencies),
+                "fraction": fraction, "occluder_iterations": occluder_iterations,
+                "test_scene_seed": f"{TEST_SEED} + model seed", "fit_scene_seed": f"{FIT_SEED} + model seed"}
     models = []
     for variant, seed in tqdm([(v, s) for v in variants for s in seeds], desc="planted models", disable=not progress):
         planted = train_planted_model(variant, seed=seed, n_scenes=train_scenes, epochs=epochs, progress=progress)
@@ -113,7 +115,7 @@ def ground_truth_study(variants: Sequence[str] = VARIANTS, seeds: Sequence[int] 
 
 
 def _localization(planted: PlantedModel, hints: Dict, samples: List[Dict], fraction: float) -> List[Dict]:
-    """Mask PxAP (and the rest of the WSOL record) of each HINT, Grad-CAM and the centre Gaussian, pooled over classes."""
+    """Mask PxAP (and the WSOL record) of each HINT, Grad-CAM and the trivial maps, classes pooled."""
     table, first = [], True
     for name, hint in hints.items():
         rows = evaluate_localization(hint, samples, planted.concepts, fractions=(fraction,),

@@ -222,3 +222,5 @@ def test_tcav_channel_ranking_is_seeded_and_leaves_the_global_generators_alone(s
     torch.testing.assert_close(tcav_channel_ranking(small_net, small_net.features[2], concept, other, seed=1), first)
     assert first.shape == (5,) and torch.isfinite(first).all()
     assert not torch.equal(tcav_channel_ranking(small_net, "features.2", concept, other, seed=2), first)
+    with pytest.raises(ValueError, match="other_images: expected N x C x H x W with N >= 2"):
+        tcav_channel_ranking(small_net, "features.2", concept, other[:1])

@@ -52,3 +52,22 @@ def test_every_ranking_finds_channels_planted_by_construction():
         for seed in (0, 1):
             assert 1.0 <= ranks[(f"random (seed {seed})", concept)] <= 4.0
     assert all(r["channels"] == 4 for r in rows)
+
+
+def test_hint_finds_a_planted_multimodal_channel_as_multimodal():
+    from torch.utils.data import DataLoader
+
+    from captum_hint.datasets import collate_samples
+    from captum_hint.hint import HINT
+
+    planted = constructed_planted_model((3, 1), multimodal=0)
+    assert planted.multimodal_ == {0: ["a", "b"]}
+    samples = mask_scenes(48)
+    hint = HINT(planted.model, planted.layer, planted.hierarchy, planted.concepts, saliency="gradient_x_input",
+                progress=False).fit(DataLoader(samples, batch_size=16, collate_fn=collate_samples))
+    # the multimodal channel is among the top 2 of both concepts, and nothing else is
+    assert hint.multimodal_neurons(n=2) == planted.multimodal_
+    assert planted_rank(hint.neuron_ranking("b"), 1) == 1.0  # b's own channel still first for b
+    assert planted_rank(hint.neuron_ranking("a"), 2) == 4.0 and planted_rank(hint.neuron_ranking("b"), 2) == 4.0
+    with pytest.raises(ValueError, match="multimodal: expected a channel in 0..3 other than the planted"):
+        constructed_planted_model((3, 1), multimodal=3)
