@@ -148,7 +148,7 @@ class PlantedModel:
         return list(self.hierarchy.leaves)
 
 
-def _stack(scenes: Dataset) -> Tuple[Tensor, Tensor, Tensor]:
+def _stack(scenes: Sequence[Dict]) -> Tuple[Tensor, Tensor, Tensor]:
     samples = [scenes[i] for i in range(len(scenes))]
     return (torch.stack([s["image"] for s in samples]), torch.stack([s["concept_masks"] for s in samples]),
             torch.stack([s["present"] for s in samples]))
@@ -228,9 +228,11 @@ def _ablated_logits(model: nn.Module, layer: nn.Module, images: Tensor, channels
             handle.remove()
 
 
-def check_planted_truth(planted: PlantedModel, scenes: Dataset, min_auc: float = 0.8, min_pxap: float = 0.5,
+def check_planted_truth(planted: PlantedModel, scenes: Sequence[Dict], min_auc: float = 0.8, min_pxap: float = 0.5,
                         min_ablation_ratio: float = 2.0) -> Dict:
     """Does the planted truth hold on held-out ``scenes``? A model failing it must not be used to score anything.
+
+    ``scenes``: a :class:`PlantedScenes` or a list of its samples.
 
     For each class ``k``: the planted channel's map (its pre-activation's
     sigmoid, upsampled) against the class's masks on the scenes that hold it

@@ -23,7 +23,7 @@ from ..gap import chosen_channel_shares
 from ..hint import HINT
 from ..sevec import SemanticVectors
 
-__all__ = ["planted_rank", "ranking_table", "score_planted_model"]
+__all__ = ["afi_channel_importance", "images_of_class", "planted_rank", "ranking_table", "score_planted_model"]
 
 
 def planted_rank(scores: Tensor, channel: int) -> float:
@@ -36,11 +36,18 @@ def planted_rank(scores: Tensor, channel: int) -> float:
     return 1.0 + greater + tied / 2
 
 
-def _afi_channel_importance(planted: PlantedModel, images: Tensor, leaves: Sequence[int], seed: int,
-                            max_iterations: int) -> Tensor:
-    occluder = GlobalFeatureOccluder(planted.model, max_iterations=max_iterations, seed=seed,
+def images_of_class(samples: Sequence[Dict], leaves: Sequence[int], limit: int) -> Tensor:
+    """The images of at most ``limit`` samples holding an object under ``leaves``, N x C x H x W."""
+    keep, _, _ = concept_ground_truth(samples, leaves)
+    return torch.stack([samples[i]["image"] for i in keep[:limit]])
+
+
+def afi_channel_importance(model, layer: str, images: Tensor, leaves: Sequence[int], seed: int,
+                           max_iterations: int) -> Tensor:
+    """AfI's channel importance (D) of the class ``leaves`` from an occluder fitted on ``images``."""
+    occluder = GlobalFeatureOccluder(model, max_iterations=max_iterations, seed=seed,
                                      progress=False).fit(images, set(leaves))
-    return channel_importance(feature_importance(occluder, images, planted.layer))
+    return channel_importance(feature_importance(occluder, images, layer))
 
 
 def score_planted_model(planted: PlantedModel, samples: Sequence[Dict],
@@ -84,8 +91,7 @@ def score_planted_model(planted: PlantedModel, samples: Sequence[Dict],
     rows = []
     for k, concept in enumerate(concepts):
         leaves = planted.hierarchy.leaves_under(concept)
-        keep, _, _ = concept_ground_truth(samples, leaves)
-        images = torch.stack([samples[i]["image"] for i in keep[:class_images]])
+        images = images_of_class(samples, leaves, class_images)
         without = [s["image"] for s in samples if not set(s["labels"].tolist()) & set(leaves)][:class_images]
         target = leaves[0] if len(leaves) == 1 else set(leaves)
         rankings = {f"HINT ({ranking}, {name})": hint.neuron_ranking(concept, ranking)
@@ -103,8 +109,8 @@ def score_planted_model(planted: PlantedModel, samples: Sequence[Dict],
         else:
             errors["TCAV (CAV)"] = "samples: every sample holds the class; TCAV needs images without it"
         try:
-            rankings["AfI (channel importance)"] = _afi_channel_importance(planted, images, leaves, seed,
-                                                                           occluder_iterations)
+            rankings["AfI (channel importance)"] = afi_channel_importance(model, layer, images, leaves, seed,
+                                                                          occluder_iterations)
         except ValueError as error:  # e.g. no image of the class is classified as it
             errors["AfI (channel importance)"] = str(error)
         rows += [{"method": method, "concept": concept, "rank": math.nan, "channels": n_channels, "error": error}

@@ -28,15 +28,15 @@ from scipy.stats import spearmanr
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from ..afi import GlobalFeatureOccluder, channel_importance, feature_importance
 from ..attr import resolve_layer
 from ..attr.activation_propagation import layer_output
 from ..concepts.hierarchy import ConceptHierarchy
 from ..core.checks import check_positive_int
 from ..datasets.samples import collate_samples
-from ..evaluation import bootstrap_mean, concept_ground_truth
+from ..evaluation import bootstrap_mean
 from ..hint import HINT
 from ..sevec import SemanticVectors
+from .ranks import afi_channel_importance, images_of_class
 
 __all__ = ["ANNOTATION_KEYS", "cascading_randomization_check", "label_randomization_check", "rank_correlation",
            "split_half_stability", "system_rankings", "top_k_overlap"]
@@ -110,18 +110,14 @@ def system_rankings(system: str, layer: str, hierarchy: ConceptHierarchy, concep
         result = {}
         for concept in concepts:
             leaves = hierarchy.leaves_under(concept)
-            keep, _, _ = concept_ground_truth(samples, leaves)
-            images = torch.stack([samples[i]["image"] for i in keep[:class_images]])
+            images = images_of_class(samples, leaves, class_images)
             try:
-                occluder = GlobalFeatureOccluder(model, max_iterations=occluder_iterations, seed=seed,
-                                                 progress=False).fit(images, set(leaves))
+                result[concept] = afi_channel_importance(model, layer, images, leaves, seed, occluder_iterations)
             except ValueError as error:  # no image classified as the concept: no occluder, no ranking
                 warnings.warn(f"system_rankings: AfI has no ranking for {concept!r}: {error}", stacklevel=2)
                 with torch.no_grad():
                     channels = layer_output(model, resolve_layer(model, layer), images[:1]).shape[1]
                 result[concept] = torch.full((channels,), math.nan)
-                continue
-            result[concept] = channel_importance(feature_importance(occluder, images, layer))
         return result
 
     return rankings

@@ -93,7 +93,7 @@ def ground_truth_study(variants: Sequence[str] = VARIANTS, seeds: Sequence[int] 
         planted = train_planted_model(variant, seed=seed, n_scenes=train_scenes, epochs=epochs, progress=progress)
         test = PlantedScenes(test_scenes, seed=TEST_SEED + seed)
         test_samples = [test[i] for i in range(len(test))]
-        truth = check_planted_truth(planted, test)
+        truth = check_planted_truth(planted, test_samples)  # the rendered samples: no second rendering
         fit = PlantedScenes(fit_scenes, objects=(1, 1), seed=FIT_SEED + seed)
         fitted: Dict = {}
         ranks = score_planted_model(planted, [fit[i] for i in range(len(fit))], saliency=saliencies, seed=seed,

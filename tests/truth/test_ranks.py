@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from captum_hint.datasets.constructed import constructed_planted_model, mask_scenes
-from captum_hint.truth import planted_rank, ranking_table, score_planted_model
+from captum_hint.truth import images_of_class, planted_rank, ranking_table, score_planted_model
 
 
 def test_planted_rank_by_hand():
@@ -18,6 +18,16 @@ def test_planted_rank_by_hand():
         planted_rank(scores, 4)
     with pytest.raises(ValueError, match="scores"):
         planted_rank(torch.tensor([0.1, math.nan]), 0)
+
+
+def test_images_of_class_keeps_only_scenes_holding_the_class_in_order():
+    samples = mask_scenes(12)
+    leaves = [1]
+    holding = [i for i, s in enumerate(samples) if 1 in s["labels"].tolist()]
+    assert 2 <= len(holding) < 12  # the toy scenes hold b in some scenes only
+    images = images_of_class(samples, leaves, limit=2)
+    assert torch.equal(images, torch.stack([samples[i]["image"] for i in holding[:2]]))
+    assert len(images_of_class(samples, leaves, limit=100)) == len(holding)
 
 
 def test_ranking_table_pools_random_seeds():
