@@ -7,6 +7,7 @@ channels; random: (D + 1) / 2). The table is given over every (model, class)
 and over those whose planted truth holds (check_planted_truth).
 
     python benchmarks/planted_truth.py --seeds 0 1 2
+    python benchmarks/planted_truth.py --seeds 0 1 2 --concept-score logit --fit-objects 1 3
 """
 
 import argparse
@@ -25,6 +26,10 @@ def main():
     parser.add_argument("--fit-scenes", type=int, default=256, help="scenes HINT and the baselines are fitted on")
     parser.add_argument("--test-scenes", type=int, default=256, help="held-out scenes of the truth check")
     parser.add_argument("--saliency", nargs="+", default=["gradient", "gradient_x_input"], help="HINT saliencies")
+    parser.add_argument("--concept-score", default="log_probability", choices=["log_probability", "logit"],
+                        help="the score HINT's saliency explains (the planted models are multi-label: 'logit')")
+    parser.add_argument("--fit-objects", nargs=2, type=int, default=[1, 1], metavar=("MIN", "MAX"),
+                        help="objects per fit scene (HINT takes every object's class as a label)")
     parser.add_argument("--json", help="write every row here")
     args = parser.parse_args()
     reuse_freed_memory()
@@ -40,9 +45,10 @@ def main():
                 print(f"   {name:8s} channel {entry['channel']:2d}  mask PxAP {entry['mask_pxap']:.2f}  IoU "
                       f"{entry['mask_iou']:.2f}  ROC-AUC {entry['roc_auc']:.2f}  ablation {entry['ablation_drop']:.2f}"
                       f" vs free {entry['largest_free_drop']:.2f}")
-            fit = PlantedScenes(args.fit_scenes, objects=(1, 1), seed=20_000 + seed)
+            fit = PlantedScenes(args.fit_scenes, objects=tuple(args.fit_objects), seed=20_000 + seed)
             samples = [fit[i] for i in range(len(fit))]
-            for row in score_planted_model(planted, samples, saliency=args.saliency, seed=seed):
+            for row in score_planted_model(planted, samples, saliency=args.saliency, seed=seed,
+                                           concept_score=args.concept_score):
                 rows.append({**row, "variant": variant, "seed": seed,
                              "truth_holds": check["classes"][row["concept"]]["holds"]})
     for variant in args.variants:

@@ -39,7 +39,7 @@ from captum.attr import GradientAttribution, LayerAttribution
 from captum.attr._utils.approximation_methods import approximation_parameters
 from torch import Tensor, nn
 
-from ..concepts.scores import ConceptScore, concept_scores
+from ..concepts.scores import ConceptScore
 from ..core.checks import check_finite, check_number, check_positive_int
 from ..core.model_state import evaluation_mode
 from ._base import LayerSpec, _root_module, check_image_batch, resolve_layer
@@ -149,6 +149,8 @@ class SharedPassSaliency(LayerAttribution, GradientAttribution):
             :func:`~captum_hint.concepts.concept_scores` (as with
             :class:`~captum_hint.concepts.ConceptScore`); by default the
             targets are class indices of the logits.
+        concept_score: ``"log_probability"`` or ``"logit"`` (see
+            :func:`~captum_hint.concepts.concept_scores`).
 
     Method settings (keyword arguments of :meth:`attribute` and
     :meth:`collect`): ``n_samples``, ``noise_level``, ``generator`` (or
@@ -161,7 +163,8 @@ class SharedPassSaliency(LayerAttribution, GradientAttribution):
     """
 
     def __init__(self, forward_func: nn.Module, layer: Union[LayerSpec, Sequence[LayerSpec]],
-                 method: str = "gradient", concepts: Optional[Sequence[Sequence[int]]] = None):
+                 method: str = "gradient", concepts: Optional[Sequence[Sequence[int]]] = None,
+                 concept_score: str = "log_probability"):
         self.single_layer = not isinstance(layer, (list, tuple))
         modules = [resolve_layer(forward_func, spec) for spec in ([layer] if self.single_layer else layer)]
         if not modules:
@@ -175,7 +178,7 @@ class SharedPassSaliency(LayerAttribution, GradientAttribution):
         self.layer_names = [names.get(module, type(module).__name__) for module in modules]
         self.method = method
         # ConceptScore keeps the K x C leaf membership, built once per class count and device.
-        self._concept_score = None if concepts is None else ConceptScore(forward_func, concepts)
+        self._concept_score = None if concepts is None else ConceptScore(forward_func, concepts, concept_score)
         self.concepts = None if concepts is None else self._concept_score.concepts
 
     # ------------------------------------------------------------------ public
@@ -251,7 +254,7 @@ class SharedPassSaliency(LayerAttribution, GradientAttribution):
     def _scores(self, logits: Tensor) -> Tensor:
         if self.concepts is None:
             return logits
-        return concept_scores(logits, self._concept_score.membership(logits.shape[1], logits.device))
+        return self._concept_score.from_logits(logits)
 
     def _checked_pairs(self, pairs: Tuple[Tensor, Tensor], logits: Tensor) -> Tuple[Tensor, Tensor]:
         pair_image, pair_column = (torch.as_tensor(t, dtype=torch.long).cpu() for t in pairs)

@@ -4,6 +4,13 @@ A concept's score for an image is ``log sum_{c in leaves} softmax(f(x))_c``,
 the log-probability the model gives to *any* leaf under the concept. It is
 differentiable, and for a one-leaf concept it equals the class logit minus the
 image's ``logsumexp`` over all logits, so it ranks images like the logit.
+
+That score suits single-label classifiers (softmax). For a multi-label model
+(scenes holding objects of several classes), the ``"logit"`` score
+``log sum_{c in leaves} exp(f(x)_c)`` leaves out the normalizer: through it,
+the log-probability of concept a also depends on every other class's logit,
+so a saliency of a's score highlights the objects of the scene's other
+classes as much as a's own when the model is confident of both.
 """
 
 from __future__ import annotations
@@ -13,7 +20,17 @@ from typing import Callable, Iterable, Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = ["ConceptScore", "concept_scores", "is_concept", "is_concept_list"]
+__all__ = ["CONCEPT_SCORES", "ConceptScore", "check_concept_score", "concept_scores", "is_concept", "is_concept_list"]
+
+#: The concept scores :func:`concept_scores` computes.
+CONCEPT_SCORES = ("log_probability", "logit")
+
+
+def check_concept_score(score: str, name: str = "concept_score") -> str:
+    """``score`` if it is one of :data:`CONCEPT_SCORES`, else a ValueError naming argument ``name``."""
+    if score not in CONCEPT_SCORES:
+        raise ValueError(f"{name}: expected one of {', '.join(map(repr, CONCEPT_SCORES))}, got {score!r}")
+    return score
 
 
 def is_concept(target: object) -> bool:
@@ -47,16 +64,19 @@ def _leaf_membership(concepts: Sequence[Iterable[int]], num_classes: int, device
     return membership
 
 
-def concept_scores(logits: Tensor, membership: Tensor) -> Tensor:
+def concept_scores(logits: Tensor, membership: Tensor, score: str = "log_probability") -> Tensor:
     """Concept scores from logits.
 
     Args:
         logits: N x C class logits.
         membership: K x C boolean leaf membership of K concepts.
+        score: ``"log_probability"`` or ``"logit"`` (see the module docstring).
 
     Returns:
-        N x K tensor, ``log sum_{c: membership[k, c]} softmax(logits)_c``.
+        N x K tensor, ``log sum_{c: membership[k, c]} softmax(logits)_c``
+        (``exp(logits)_c`` for ``"logit"``).
     """
+    check_concept_score(score, "score")
     if logits.dim() != 2:
         raise ValueError(
             f"logits: expected an N x C tensor of class scores, got shape {tuple(logits.shape)}"
@@ -66,9 +86,9 @@ def concept_scores(logits: Tensor, membership: Tensor) -> Tensor:
             f"membership: expected {logits.shape[1]} columns (one per class), "
             f"got shape {tuple(membership.shape)}"
         )
-    log_probs = torch.log_softmax(logits, dim=1)
+    values = torch.log_softmax(logits, dim=1) if score == "log_probability" else logits
     # logsumexp over each concept's leaves; masked entries contribute exp(-inf) = 0.
-    masked = log_probs.unsqueeze(1).masked_fill(~membership.unsqueeze(0), float("-inf"))
+    masked = values.unsqueeze(1).masked_fill(~membership.unsqueeze(0), float("-inf"))
     return torch.logsumexp(masked, dim=2)
 
 
@@ -84,15 +104,18 @@ class ConceptScore(nn.Module):
     Args:
         forward_func: the classifier; returns N x C logits.
         concepts: K concepts, each an iterable of leaf class indices.
+        score: ``"log_probability"`` (default) or ``"logit"`` (see :func:`concept_scores`).
 
     Output: N x K concept scores (see :func:`concept_scores`).
     """
 
-    def __init__(self, forward_func: Callable[..., Tensor], concepts: Sequence[Iterable[int]]):
+    def __init__(self, forward_func: Callable[..., Tensor], concepts: Sequence[Iterable[int]],
+                 score: str = "log_probability"):
         super().__init__()
         if len(concepts) == 0:
             raise ValueError("concepts: expected at least one concept (a set of leaf indices)")
         self.forward_func = forward_func
+        self.score = check_concept_score(score, "score")
         self.concepts = [frozenset(int(c) for c in leaves) for leaves in concepts]
         self._membership: Tensor | None = None
 
@@ -106,5 +129,8 @@ class ConceptScore(nn.Module):
 
     def forward(self, *args, **kwargs) -> Tensor:
         """Run ``forward_func`` and return its N x K concept scores."""
-        logits = self.forward_func(*args, **kwargs)
-        return concept_scores(logits, self.membership(logits.shape[1], logits.device))
+        return self.from_logits(self.forward_func(*args, **kwargs))
+
+    def from_logits(self, logits: Tensor) -> Tensor:
+        """The N x K concept scores of N x C ``logits``."""
+        return concept_scores(logits, self.membership(logits.shape[1], logits.device), self.score)

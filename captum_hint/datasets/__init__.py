@@ -8,7 +8,7 @@ from .models import MODELS, ModelSpec, load_model
 from .planted import (PLANTED_CLASSES, PlantedConceptNet, PlantedModel, PlantedScenes, check_planted_truth,
                       planted_hierarchy, train_planted_model)
 from .readers import CUB200, VOC2007, VOC_CONCEPTS, ImageNetBoxes, WnidImageFolder
-from .samples import collate_samples
+from .samples import collate_samples, object_classes
 from .stamps import DISTRACTOR_CATEGORIES, StampScenes, fetch_stamps, stamp_table
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "fetch_stamps",
     "load_model",
     "mask_scenes",
+    "object_classes",
     "planted_hierarchy",
     "stamp_table",
     "train_planted_model",

@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-__all__ = ["MEAN", "STD", "collate_samples", "split_batch", "to_input", "scaled_boxes"]
+__all__ = ["MEAN", "STD", "collate_samples", "object_classes", "split_batch", "to_input", "scaled_boxes"]
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -60,3 +60,23 @@ def split_batch(batch) -> Tuple[Tensor, Optional[Tensor]]:
     if isinstance(batch, (list, tuple)):
         return batch[0], batch[1] if len(batch) > 1 else None
     raise TypeError(f"dataloader: expected batches of images, (images, labels) or dicts, got {type(batch).__name__}")
+
+
+def object_classes(batch, num_classes: int) -> Tensor:
+    """N x ``num_classes`` booleans: the classes of every object of each image of a :func:`collate_samples` batch.
+
+    The several-leaves-per-image labels of a scene with objects of several
+    classes (its ``labels`` field), where ``label`` names one object only.
+    """
+    if not isinstance(batch, dict) or not isinstance(batch.get("labels"), (list, tuple)):
+        raise ValueError("labels: 'objects' reads each image's object classes from dict batches with a 'labels' list "
+                         f"(collate_samples); got {type(batch).__name__} batches")
+    parts = [torch.as_tensor(labels, dtype=torch.long).view(-1) for labels in batch["labels"]]
+    classes = torch.cat(parts) if parts else torch.empty(0, dtype=torch.long)
+    if classes.numel() and (classes.min() < 0 or classes.max() >= num_classes):
+        bad = classes[(classes < 0) | (classes >= num_classes)][0].item()
+        raise ValueError(f"labels: object class {bad} is out of range (expected 0..{num_classes - 1})")
+    image = torch.repeat_interleave(torch.arange(len(parts)), torch.tensor([len(p) for p in parts], dtype=torch.long))
+    indicator = torch.zeros(len(parts), num_classes, dtype=torch.bool)
+    indicator[image, classes] = True
+    return indicator

@@ -19,11 +19,22 @@ from tqdm.auto import tqdm
 from ..attr import SALIENCY_METHODS
 from ..attr._base import check_image_batch
 from ..attr.shared_pass import SharedPassSaliency
-from ..datasets.samples import split_batch
+from ..concepts.scores import ConceptScore
+from ..datasets.samples import object_classes, split_batch
 from .distributed import merge_banks_across_ranks, rank_and_world, sum_across_ranks
 from .regions import RegionBank, responsible_regions
 
-__all__ = ["FROM_GRADIENT", "shared_pass_settings", "stream_regions"]
+__all__ = ["FROM_GRADIENT", "LABEL_SOURCES", "check_label_source", "shared_pass_settings", "stream_regions"]
+
+#: Where :meth:`HINT.fit` takes each image's leaf labels from (see its ``labels`` argument).
+LABEL_SOURCES = ("given", "predicted", "objects")
+
+
+def check_label_source(labels: str) -> None:
+    """Raise a ValueError naming ``labels`` unless it is one of :data:`LABEL_SOURCES`."""
+    if labels not in LABEL_SOURCES:
+        raise ValueError(f"labels: expected one of {', '.join(map(repr, LABEL_SOURCES))}, got {labels!r}")
+
 
 #: HINT ``saliency_kwargs`` each shared-pass method understands, and the name the pass gives them.
 _SETTINGS = {
@@ -50,8 +61,8 @@ def shared_pass_settings(method: str, saliency_kwargs: Dict[str, Any]) -> Dict[s
 
 
 def _layer_rows(hint, activations: Tensor, saliency: Tensor, pair_image: Tensor, pair_concept: Tensor,
-                leaf: Tensor, under: Tensor, image_ids: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Bank rows (vectors, buckets, leaf labels, image ids) of one layer for one batch."""
+                under: Tensor, image_ids: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Bank rows (vectors, buckets, concepts of the row's image, image ids) of one layer for one batch."""
     if activations.dim() != 4:
         raise ValueError(f"layer: HINT needs a layer whose output is N x D x h x w (spatial); {hint.layer!r} gives "
                          f"{tuple(activations.shape)}")
@@ -66,32 +77,43 @@ def _layer_rows(hint, activations: Tensor, saliency: Tensor, pair_image: Tensor,
     n, bi, bj = background.nonzero(as_tuple=True)
     rows_image = torch.cat([pair_image[p], n])
     return (torch.cat([positions[pair_image[p], i, j], positions[n, bi, bj]]),
-            torch.cat([pair_concept[p], torch.full((len(n),), -1)]), leaf[rows_image], image_ids[rows_image])
+            torch.cat([pair_concept[p], torch.full((len(n),), -1)]), under[rows_image], image_ids[rows_image])
 
 
 class _Batch:
-    """Labels of one batch, decided from the given labels or from the logits of its first pass."""
+    """Labels of one batch, decided from the given labels or from the logits of its first pass.
+
+    Given labels are N leaf indices, or an N x C 0/1 matrix when images hold
+    objects of several classes: an image is then under every concept one of
+    its leaves is under, and gets one (image, concept) pair for each.
+    """
 
     def __init__(self, lead, membership: Tensor, given, labels: str):
         self.lead, self.membership, self.given, self.labels = lead, membership, given, labels
-        self.leaf_parts: List[Tensor] = []
+        self.under_parts: List[Tensor] = []
 
     def select(self, logits: Tensor, first: int) -> Tuple[Tensor, Tensor]:
-        if logits.shape[1] != self.lead.hierarchy.num_classes:
-            raise ValueError(f"hierarchy: has {self.lead.hierarchy.num_classes} leaves but the model gives "
+        hierarchy = self.lead.hierarchy
+        if logits.shape[1] != hierarchy.num_classes:
+            raise ValueError(f"hierarchy: has {hierarchy.num_classes} leaves but the model gives "
                              f"{logits.shape[1]} classes")
         if self.labels == "predicted" or self.given is None:
-            leaf = logits.argmax(1).cpu()
+            leaves = hierarchy.leaf_indicator(logits.argmax(1).cpu())
         else:
-            leaf = self.lead.hierarchy.check_labels(torch.as_tensor(self.given)[first : first + len(logits)].cpu())
-        self.leaf_parts.append(leaf)
+            leaves = hierarchy.leaf_indicator(torch.as_tensor(self.given)[first : first + len(logits)].cpu())
+        under = leaves.float() @ self.membership.T.float() > 0  # N x K
+        self.under_parts.append(under)
         if self.lead.saliency_target == "leaf":
-            return torch.arange(len(leaf)), leaf
-        return self.membership[:, leaf].T.nonzero(as_tuple=True)
+            if not (leaves.sum(1) == 1).all():
+                raise ValueError("labels: saliency_target='leaf' explains the one class of each image; with "
+                                 "several (or no) leaf labels per image use saliency_target='concept'")
+            return torch.arange(len(leaves)), leaves.int().argmax(1)
+        return under.nonzero(as_tuple=True)
 
     @property
-    def leaf(self) -> Tensor:
-        return torch.cat(self.leaf_parts)
+    def under(self) -> Tensor:
+        """N x K: the concepts each image of the batch is under."""
+        return torch.cat(self.under_parts)
 
 
 #: Saliency methods read from one gradient pass: gradient x input is the gradient times the activation.
@@ -117,13 +139,16 @@ class _SaliencyPass:
             self.layer_of = [layers.index(hint.layer_module) for hint in hints]
             self.times_activation = [from_gradient and hint.saliency == "gradient_x_input" for hint in hints]
             self.method = SharedPassSaliency(lead.model, layers, "gradient" if from_gradient else lead.saliency,
-                                             concepts=self.leaf_sets)
+                                             concepts=self.leaf_sets, concept_score=lead.concept_score)
             self.settings = shared_pass_settings(lead.saliency, lead.saliency_kwargs)
             if lead.saliency == "smoothgrad" and "seed" not in self.settings and "generator" not in self.settings:
                 self.settings["generator"] = generator
+        else:  # a user's saliency class explains column k of the concept scores (or a class logit)
+            self.forward_func = (ConceptScore(lead.model, self.leaf_sets, lead.concept_score) if self.concept_target
+                                 else lead.model)
 
     def __call__(self, images: Tensor, batch: _Batch):
-        """(activations per layer, saliency per layer, pair images, pair concepts, leaf labels) of one batch."""
+        """(activations per layer, saliency per layer, pair images, pair concepts, N x K image concepts)."""
         if self.method is not None:
             result = self.method.collect(images, batch.select, max_rows=self.lead.batch_size, **self.settings)
             pair_image, pair_column = result.pair_image, result.pair_column
@@ -136,14 +161,13 @@ class _SaliencyPass:
                 logits, features = hint._forward_with_features(images)
                 activations.append(features)
             pair_image, pair_column = batch.select(logits, 0)
-            targets = ([set(self.leaf_sets[k]) for k in pair_column.tolist()] if self.concept_target
-                       else pair_column.tolist())
-            saliency = [hint._saliency(images[pair_image.to(images.device)], targets) for hint in self.hints]
-        leaf = batch.leaf
+            saliency = [hint._saliency(images[pair_image.to(images.device)], pair_column.tolist(), self.forward_func)
+                        for hint in self.hints]
+        under = batch.under
         if not self.concept_target:  # one map per image, shared by the concepts it falls under
-            pair_image, pair_column = batch.membership[:, leaf].T.nonzero(as_tuple=True)
+            pair_image, pair_column = under.nonzero(as_tuple=True)
             saliency = [s[pair_image.to(s.device)] for s in saliency]
-        return activations, saliency, pair_image, pair_column, leaf
+        return activations, saliency, pair_image, pair_column, under
 
 
 def stream_regions(hints: Sequence, dataloader: Iterable, labels: str) -> Tuple[List[RegionBank], int]:
@@ -168,21 +192,21 @@ def stream_regions(hints: Sequence, dataloader: Iterable, labels: str) -> Tuple[
     images_under = torch.zeros(len(lead.concepts), dtype=torch.long)
     for raw in tqdm(dataloader, desc="HINT regions", disable=not lead.progress):
         images, given = split_batch(raw)
+        if labels == "objects":
+            given = object_classes(raw, lead.hierarchy.num_classes)
         check_image_batch(images)
         images = images.to(lead.device)
         for hint in hints:
             hint.input_shape_ = tuple(images.shape[1:])
         batch = _Batch(lead, membership, given, labels)
-        activations, saliency, pair_image, pair_concept, leaf = saliency_pass(images, batch)
-        under = membership[:, leaf].T  # N x K
+        activations, saliency, pair_image, pair_concept, under = saliency_pass(images, batch)
         images_under += under.sum(0)
         # With DistributedSampler(shuffle=False) this is the dataset index of the image.
         image_ids = (n_local + torch.arange(len(images))) * world + rank
         for hint, bank, layer_activations, layer_saliency in zip(hints, banks, activations, saliency):
             if len(pair_image) == 0:  # no image of the batch is under a concept of the set
                 break
-            bank.add(*_layer_rows(hint, layer_activations, layer_saliency, pair_image, pair_concept, leaf, under,
-                                  image_ids))
+            bank.add(*_layer_rows(hint, layer_activations, layer_saliency, pair_image, pair_concept, under, image_ids))
         n_local += len(images)
     n_images = n_local
     if world > 1:

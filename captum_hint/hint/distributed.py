@@ -62,19 +62,19 @@ def merge_banks_across_ranks(bank: RegionBank, seed: int) -> RegionBank:
     width = torch.tensor([0 if bank._vectors[b] is None else bank._vectors[b].shape[1] for b in range(len(counts))])
     width = int(sum_across_ranks(width.amax()[None], dist.ReduceOp.MAX).item())  # ranks without rows report 0
     if int(counts.sum()):
-        vectors, buckets, labels, images = bank.rows()
+        vectors, buckets, under, images = bank.rows()
     else:
         vectors, buckets = torch.zeros(0, 0, dtype=bank.dtype), torch.zeros(0, dtype=torch.long)
-        labels = images = buckets
+        under, images = torch.zeros(0, bank.n_concepts, dtype=torch.bool), buckets
     if vectors.shape[1] != width:
         vectors = vectors.new_zeros((len(vectors), width))
     state_parts = zip(
-        _gather_rows(vectors.float()), _gather_rows(buckets), _gather_rows(labels), _gather_rows(images),
+        _gather_rows(vectors.float()), _gather_rows(buckets), _gather_rows(under.to(torch.uint8)), _gather_rows(images),
         _gather_rows(torch.tensor(bank.seen)[None]),
     )
     banks = []
-    for vectors, buckets, labels, images, seen in state_parts:
-        state = {"vectors": vectors.to(bank.dtype), "buckets": buckets, "labels": labels, "images": images,
+    for vectors, buckets, under, images, seen in state_parts:
+        state = {"vectors": vectors.to(bank.dtype), "buckets": buckets, "under": under.bool(), "images": images,
                  "seen": seen[0], "capacity": torch.tensor(bank.capacity)}
         banks.append(RegionBank.from_state_dict(state, seed))
     return RegionBank.merge(banks, seed)

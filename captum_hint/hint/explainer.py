@@ -24,19 +24,27 @@ from torch import Tensor, nn
 from ..attr import SALIENCY_METHODS, saliency_method
 from ..attr._base import check_image_batch, resolve_layer
 from ..concepts.hierarchy import ConceptHierarchy
+from ..concepts.scores import check_concept_score
 from ..core.checks import check_finite, check_fraction, check_number, check_positive_int
 from ..core.model_state import evaluation_mode, model_device
 from .classifiers import HELD_OUT_SCORES, ConceptClassifier, fit_concept_classifiers
-from .collection import stream_regions
+from .collection import check_label_source, stream_regions
 from .distributed import broadcast_from_rank0, rank_and_world
 from .regions import Aggregation, RegionBank, training_targets
 from .shapley import NeuronConceptShapley
 
 __all__ = ["HINT", "fit_layers"]
 
-_FORMAT = "captum_hint.HINT/2"
+_FORMAT = "captum_hint.HINT/3"  # 3: bank rows store the concepts of their image, concept_score
 #: Arguments of NeuronConceptShapley.attribute that HINT itself sets.
-_SHAPLEY_RESERVED = ("regions", "pool", "return_standard_error")
+_SHAPLEY_RESERVED = ("regions", "pool", "return_standard_error", "training_data")
+
+
+def _check_shapley_kwargs(shapley_kwargs: Dict[str, Any]) -> None:
+    reserved = sorted(set(shapley_kwargs) & set(_SHAPLEY_RESERVED))
+    if reserved:
+        raise ValueError(f"shapley_kwargs: {', '.join(map(repr, reserved))} are set by HINT (the regions, the "
+                         "baseline pool and the retraining data come from the fitted region bank); remove them")
 
 
 def _layer_name(model: nn.Module, layer: Union[str, nn.Module]) -> str:
@@ -66,6 +74,13 @@ class HINT:
         saliency_target: ``"concept"`` (the concept's score; one saliency map
             per image and concept) or ``"leaf"`` (the image's class, shared by
             all its concepts, as in the reference code).
+        concept_score: the score a concept's saliency explains:
+            ``"log_probability"`` (softmax; single-label classifiers) or
+            ``"logit"`` (the log-sum-exp of its leaves' logits; for
+            multi-label models, whose scenes hold several classes: the
+            log-probability of one class also depends on the others'
+            logits, so its saliency lights up their objects too). See
+            :func:`~captum_hint.concepts.concept_scores`.
         aggregation, threshold, percentile: region extraction (see
             :func:`~captum_hint.responsible_regions`).
         max_regions_per_concept, max_background, store_dtype: the memory bound
@@ -112,6 +127,7 @@ class HINT:
         threshold: float = 0.5,
         percentile: float = 99.0,
         saliency_target: str = "concept",
+        concept_score: str = "log_probability",
         saliency_kwargs: Optional[Dict[str, Any]] = None,
         max_regions_per_concept: int = 4000,
         max_background: int = 16000,
@@ -129,14 +145,10 @@ class HINT:
         for name, value in (("max_regions_per_concept", max_regions_per_concept), ("max_background", max_background),
                             ("n_regions", n_regions), ("batch_size", batch_size)):
             check_positive_int(name, value)
-        reserved = sorted(set(shapley_kwargs or {}) & set(_SHAPLEY_RESERVED))
-        if reserved:
-            raise ValueError(
-                f"shapley_kwargs: {', '.join(map(repr, reserved))} are set by HINT (the regions and the "
-                "baseline pool come from the fitted region bank); remove them"
-            )
+        _check_shapley_kwargs(shapley_kwargs or {})
         if saliency_target not in ("concept", "leaf"):
             raise ValueError(f"saliency_target: expected 'concept' or 'leaf', got {saliency_target!r}")
+        self.concept_score = check_concept_score(concept_score)
         self.model = model
         self.layer = _layer_name(model, layer)
         self.hierarchy = hierarchy
@@ -187,9 +199,9 @@ class HINT:
         check_finite(f"layer {self.layer!r} output", features, "the model's activations must be finite")
         return logits, features
 
-    def _saliency(self, images: Tensor, targets) -> Tensor:
-        """A user's saliency class, one call per ``batch_size`` (image, target) pairs."""
-        method = self._saliency_cls(self.model, self.layer_module)
+    def _saliency(self, images: Tensor, targets: List[int], forward_func: nn.Module) -> Tensor:
+        """A user's saliency class on ``forward_func``, one call per ``batch_size`` (image, target index) pairs."""
+        method = self._saliency_cls(forward_func, self.layer_module)
         return torch.cat([
             method.attribute(images[s : s + self.batch_size], target=targets[s : s + self.batch_size],
                              **self.saliency_kwargs)
@@ -202,15 +214,20 @@ class HINT:
 
         Args:
             dataloader: yields images, ``(images, leaf labels)`` or dicts with
-                ``"image"``/``"label"``; streamed once.
-            labels: ``"given"`` (use the batches' leaf labels) or
-                ``"predicted"`` (use the model's top-1 classes).
+                ``"image"``/``"label"``; streamed once. Leaf labels are N
+                class indices, or an N x C 0/1 matrix for images holding
+                objects of several classes: an image is then under every
+                concept one of its leaves is under, and its responsible
+                regions are found for each of them.
+            labels: ``"given"`` (use the batches' leaf labels),
+                ``"predicted"`` (use the model's top-1 classes) or
+                ``"objects"`` (every object's class, the ``"labels"`` list
+                of :func:`~captum_hint.datasets.collate_samples` batches).
 
         Returns:
             self.
         """
-        if labels not in ("given", "predicted"):
-            raise ValueError(f"labels: expected 'given' or 'predicted', got {labels!r}")
+        check_label_source(labels)
         with evaluation_mode(self.model, "HINT.fit"):
             return self._fit(dataloader, labels)
 
@@ -265,8 +282,7 @@ class HINT:
     def _training_data(self) -> Tuple[Tensor, Tensor, Tensor]:
         """(vectors, targets, image ids) of the bank, built once per fit (or load)."""
         if getattr(self, "_training", None) is None:
-            vectors, buckets, leaf, images = self.bank_.rows()
-            under = self.hierarchy.membership(self.concepts)[:, leaf].T
+            vectors, buckets, under, images = self.bank_.rows()
             self._training = vectors, training_targets(buckets, under), images
         return self._training
 
@@ -277,16 +293,33 @@ class HINT:
         self.f1_ = torch.tensor([c.f1_ for c in self.classifiers_])
 
     def _score_neurons(self) -> None:
-        vectors, _, _ = self._training_data()
+        self.scores_, self.standard_errors_ = self._shapley(self.shapley_kwargs)
+
+    def _shapley(self, shapley_kwargs: Dict[str, Any]) -> Tuple[Tensor, Tensor]:
+        """(D x K values, standard errors) of Eq. 2 on the fitted bank's regions."""
+        vectors, targets, _ = self._training_data()
         generator = torch.Generator().manual_seed(self.seed)
         chosen = torch.randperm(len(vectors), generator=generator)[: self.n_regions]
         pool = torch.randperm(len(vectors), generator=generator)[: 4096]
-        shapley = NeuronConceptShapley(self.classifiers_)
-        kwargs = {"seed": self.seed, "progress": self.progress, "device": self.device, **self.shapley_kwargs}
-        self.scores_, self.standard_errors_ = shapley.attribute(
+        kwargs = {"seed": self.seed, "progress": self.progress, "device": self.device, **shapley_kwargs}
+        if kwargs.get("retrain"):  # the paper's L^<S>: re-fitted on the bank's regions and targets
+            kwargs["training_data"] = (vectors.float(), targets)
+        values, errors = NeuronConceptShapley(self.classifiers_).attribute(
             vectors[chosen].float(), pool=vectors[pool].float(), return_standard_error=True, **kwargs
         )
-        self.scores_, self.standard_errors_ = self.scores_.cpu(), self.standard_errors_.cpu()
+        return values.cpu(), errors.cpu()
+
+    def shapley_values(self, **shapley_kwargs) -> Tuple[Tensor, Tensor]:
+        """Eq. 2 again on the fitted regions and classifiers, with other Shapley settings; nothing is stored.
+
+        ``shapley_kwargs`` override the fit's (see :class:`HINT`), e.g.
+        ``retrain=True, n_permutations=16`` for the paper's variant whose
+        classifier is re-fitted on every coalition (the bank's regions and
+        targets are its training data). Returns (D x K values, standard errors).
+        """
+        self._check_fitted()
+        _check_shapley_kwargs(shapley_kwargs)
+        return self._shapley({**self.shapley_kwargs, **shapley_kwargs})
 
     # ------------------------------------------------------------------ associations
     def _check_fitted(self) -> None:
@@ -460,6 +493,7 @@ class HINT:
             "saliency": self.saliency,
             "saliency_kwargs": {k: v for k, v in self.saliency_kwargs.items() if isinstance(v, (int, float, str, bool))},
             "saliency_target": self.saliency_target,
+            "concept_score": self.concept_score,
             # A callable cannot be stored; its name makes a later re-fit fail clearly.
             "aggregation": self.aggregation if isinstance(self.aggregation, str)
             else f"callable:{getattr(self.aggregation, '__name__', 'unnamed')}",
@@ -537,6 +571,7 @@ class HINT:
             model, config["layer"], ConceptHierarchy.from_dict(config["hierarchy"]), config["concepts"],
             saliency=config["saliency"], aggregation=config["aggregation"], threshold=config["threshold"],
             percentile=config["percentile"], saliency_target=config["saliency_target"],
+            concept_score=config["concept_score"],
             saliency_kwargs=config["saliency_kwargs"], max_regions_per_concept=config["max_regions_per_concept"],
             max_background=config["max_background"], classifier_kwargs=config["classifier_kwargs"],
             shapley_kwargs=config["shapley_kwargs"], n_regions=config["n_regions"],
@@ -579,8 +614,7 @@ def fit_layers(model: nn.Module, layers: Sequence[Union[str, nn.Module]], hierar
     Returns:
         ``{layer name: fitted HINT}`` in the given order.
     """
-    if labels not in ("given", "predicted"):
-        raise ValueError(f"labels: expected 'given' or 'predicted', got {labels!r}")
+    check_label_source(labels)
     if not layers:
         raise ValueError("layers: expected at least one layer")
     hints = [HINT(model, layer, hierarchy, **hint_kwargs) for layer in layers]

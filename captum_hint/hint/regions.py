@@ -154,7 +154,9 @@ class RegionBank:
     Each reservoir keeps a uniform random sample of at most its capacity of
     the vectors offered to it (reservoir sampling, Algorithm R, applied a batch
     at a time), so memory stays bounded however long the stream. Every stored
-    row remembers its leaf label and the image it came from.
+    row remembers which of the K concepts its image is under (an image with
+    objects of several classes can be under several) and the image it came
+    from.
 
     Args:
         n_concepts: K concept reservoirs (bucket ``k``); background is bucket -1.
@@ -177,23 +179,26 @@ class RegionBank:
         self.generator = torch.Generator().manual_seed(seed)
         self.seen = [0] * (n_concepts + 1)
         self._vectors: List[Optional[Tensor]] = [None] * (n_concepts + 1)
-        self._labels: List[Tensor] = [torch.empty(0, dtype=torch.long)] * (n_concepts + 1)
+        self._under: List[Tensor] = [torch.empty(0, n_concepts, dtype=torch.bool)] * (n_concepts + 1)
         self._images: List[Tensor] = [torch.empty(0, dtype=torch.long)] * (n_concepts + 1)
 
-    def add(self, vectors: Tensor, buckets: Tensor, labels: Tensor, images: Tensor) -> None:
-        """Offer M vectors (M x D) with their bucket (concept index or -1), leaf label and image id."""
+    def add(self, vectors: Tensor, buckets: Tensor, under: Tensor, images: Tensor) -> None:
+        """Offer M vectors (M x D) with their bucket (concept index or -1), image's concepts (M x K bool), image id."""
         vectors = check_finite("vectors", vectors.detach(), "check the layer's activations")
         if len(vectors) and self.dtype.is_floating_point and self.dtype.itemsize < 4:
             largest = vectors.abs().max().item()
             if largest > torch.finfo(self.dtype).max:
                 self._widen(largest)
         vectors = vectors.to("cpu", self.dtype)
-        buckets, labels, images = buckets.cpu(), labels.cpu(), images.cpu()
+        if under.shape != (len(vectors), self.n_concepts):
+            raise ValueError(f"under: expected {len(vectors)} x {self.n_concepts} booleans (the concepts each row's "
+                             f"image is under), got shape {tuple(under.shape)}")
+        buckets, under, images = buckets.cpu(), under.cpu().bool(), images.cpu()
         for bucket in buckets.unique().tolist():
             if not -1 <= bucket < self.n_concepts:
                 raise ValueError(f"buckets: {bucket} is not a concept index (0..{self.n_concepts - 1}) or -1")
             chosen = buckets == bucket
-            self._offer(bucket % (self.n_concepts + 1), vectors[chosen], labels[chosen], images[chosen])
+            self._offer(bucket % (self.n_concepts + 1), vectors[chosen], under[chosen], images[chosen])
 
     def _widen(self, largest: float) -> None:
         """Switch storage to float32: ``largest`` would be Inf in the current dtype."""
@@ -205,7 +210,7 @@ class RegionBank:
         self.dtype = torch.float32
         self._vectors = [None if v is None else v.float() for v in self._vectors]
 
-    def _offer(self, b: int, vectors: Tensor, labels: Tensor, images: Tensor) -> None:
+    def _offer(self, b: int, vectors: Tensor, under: Tensor, images: Tensor) -> None:
         capacity, seen, m = self.capacity[b], self.seen[b], len(vectors)
         position = seen + torch.arange(m)
         # Item i (0-based position in the stream) lands in slot i while there is
@@ -220,16 +225,16 @@ class RegionBank:
         filled = min(capacity, seen + m)
         if self._vectors[b] is None or len(self._vectors[b]) < filled:
             grown = torch.zeros(filled, vectors.shape[1], dtype=self.dtype)
-            grown_labels = torch.zeros(filled, dtype=torch.long)
+            grown_under = torch.zeros(filled, self.n_concepts, dtype=torch.bool)
             grown_images = torch.zeros(filled, dtype=torch.long)
             if self._vectors[b] is not None:
                 old = len(self._vectors[b])
-                grown[:old], grown_labels[:old], grown_images[:old] = self._vectors[b], self._labels[b], self._images[b]
-            self._vectors[b], self._labels[b], self._images[b] = grown, grown_labels, grown_images
+                grown[:old], grown_under[:old], grown_images[:old] = self._vectors[b], self._under[b], self._images[b]
+            self._vectors[b], self._under[b], self._images[b] = grown, grown_under, grown_images
         slot_index = (winner >= 0).nonzero().flatten()
         source = winner[slot_index]
         self._vectors[b][slot_index] = vectors[source]
-        self._labels[b][slot_index] = labels[source]
+        self._under[b][slot_index] = under[source]
         self._images[b][slot_index] = images[source]
         self.seen[b] = seen + m
 
@@ -239,24 +244,24 @@ class RegionBank:
 
     @property
     def nbytes(self) -> int:
-        """Bytes held by the stored region vectors and their labels."""
-        return sum(v.numel() * v.element_size() + 16 * len(v) for v in self._vectors if v is not None)
+        """Bytes held by the stored region vectors, their concept flags and image ids."""
+        return sum(v.numel() * v.element_size() + (8 + self.n_concepts) * len(v) for v in self._vectors if v is not None)
 
     def rows(self) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-        """All stored rows: (vectors N x D, bucket N, leaf label N, image id N)."""
+        """All stored rows: (vectors N x D, bucket N, concepts the image is under N x K, image id N)."""
         present = [b for b, v in enumerate(self._vectors) if v is not None]
         if not present:
             raise ValueError("regions: the bank is empty; no region was collected")
         vectors = torch.cat([self._vectors[b] for b in present])
         buckets = torch.cat([torch.full((len(self._vectors[b]),), b if b < self.n_concepts else -1) for b in present])
-        labels = torch.cat([self._labels[b] for b in present])
+        under = torch.cat([self._under[b] for b in present])
         images = torch.cat([self._images[b] for b in present])
-        return vectors, buckets, labels, images
+        return vectors, buckets, under, images
 
     def state_dict(self) -> Dict[str, Tensor]:
         """The bank as tensors only (reloads with ``torch.load(weights_only=True)``)."""
-        vectors, buckets, labels, images = self.rows()
-        return {"vectors": vectors, "buckets": buckets, "labels": labels, "images": images,
+        vectors, buckets, under, images = self.rows()
+        return {"vectors": vectors, "buckets": buckets, "under": under, "images": images,
                 "seen": torch.tensor(self.seen), "capacity": torch.tensor(self.capacity)}
 
     @classmethod
@@ -286,16 +291,16 @@ class RegionBank:
             seen = [bank.seen[b] for bank in banks]
             if sum(seen) == 0:
                 continue
-            parts = [(bank._vectors[b], bank._labels[b], bank._images[b]) for bank, n in zip(banks, seen) if n]
+            parts = [(bank._vectors[b], bank._under[b], bank._images[b]) for bank, n in zip(banks, seen) if n]
             dropped = any(n and len(bank._vectors[b]) < n for bank, n in zip(banks, seen))
             if sum(seen) > capacity or dropped:
                 counts = rng.multivariate_hypergeometric(seen, min(capacity, sum(seen)), method="marginals")
                 parts = [tuple(t[torch.randperm(len(p[0]), generator=generator)[:c].sort().values] for t in p)
                          for p, c in zip(parts, [int(c) for c, n in zip(counts, seen) if n])]
-            vectors, labels, images = (torch.cat(column) for column in zip(*parts))
+            vectors, under, images = (torch.cat(column) for column in zip(*parts))
             order = torch.sort(images, stable=True).indices
             merged._vectors[b] = vectors[order].to(dtype)
-            merged._labels[b], merged._images[b] = labels[order], images[order]
+            merged._under[b], merged._images[b] = under[order], images[order]
         merged.seen = [sum(bank.seen[b] for bank in banks) for b in range(len(first.capacity))]
         return merged
 
@@ -309,7 +314,7 @@ class RegionBank:
             chosen = state["buckets"] == (b if b < bank.n_concepts else -1)
             if chosen.any():
                 bank._vectors[b] = state["vectors"][chosen].clone()
-                bank._labels[b] = state["labels"][chosen].clone()
+                bank._under[b] = state["under"][chosen].clone()
                 bank._images[b] = state["images"][chosen].clone()
         bank.seen = state["seen"].tolist()
         return bank

@@ -26,6 +26,10 @@ from ..sevec import SemanticVectors
 __all__ = ["afi_channel_importance", "images_of_class", "planted_rank", "ranking_table", "score_planted_model"]
 
 
+#: HINT's rankings in :func:`score_planted_model` (method names ``"HINT (<ranking>, <saliency>)"``).
+HINT_RANKINGS = ("shapley", "coef", "shapley retrained")
+
+
 def planted_rank(scores: Tensor, channel: int) -> float:
     """The rank of ``channel`` when ``scores`` (D) are sorted high to low; tied channels share their mean rank."""
     if scores.dim() != 1 or not 0 <= channel < len(scores):
@@ -53,12 +57,16 @@ def afi_channel_importance(model, layer: str, images: Tensor, leaves: Sequence[i
 def score_planted_model(planted: PlantedModel, samples: Sequence[Dict],
                         saliency: Union[str, Sequence[str]] = "gradient", random_seeds: Sequence[int] = (0, 1, 2),
                         conductance_images: int = 8, class_images: int = 32, seed: int = 0,
-                        fitted: Optional[Dict] = None, occluder_iterations: int = 300) -> List[Dict]:
+                        fitted: Optional[Dict] = None, occluder_iterations: int = 300,
+                        retrain_permutations: int = 16, concept_score: str = "log_probability") -> List[Dict]:
     """Every ranking's rank of each class's planted channel: rows ``{"method", "concept", "rank"}``.
 
-    Rankings: HINT's Shapley values and ``|coef|`` (fitted on ``samples``
-    with each ``saliency`` and the classes as concepts; methods
-    ``"HINT (shapley, <saliency>)"``, ``"HINT (coef, <saliency>)"``); SeVec's semantic vector
+    Rankings: HINT's Shapley values and ``|coef|`` (fitted on ``samples``, every object's class a label,
+    with each ``saliency``, ``concept_score`` and the classes as concepts; methods
+    ``"HINT (shapley, <saliency>)"``, ``"HINT (coef, <saliency>)"``) and the
+    paper's retraining variant of Φ (``"HINT (shapley retrained, <saliency>)"``,
+    :meth:`~captum_hint.hint.HINT.shapley_values` with ``retrain=True`` and
+    ``retrain_permutations`` permutations); SeVec's semantic vector
     (spatial, fitted on ``samples``), its loading summed per channel (it
     counts how often a unit is active on the concept's images, not how
     selective it is); AfI's channel importance (an occluder with its
@@ -80,9 +88,11 @@ def score_planted_model(planted: PlantedModel, samples: Sequence[Dict],
     for name in saliencies:
         try:
             hints[name] = HINT(model, layer, planted.hierarchy, concepts, saliency=name, seed=seed,
-                               progress=False).fit(loader)
+                               concept_score=concept_score, progress=False).fit(loader, labels="objects")
         except ValueError as error:  # e.g. no responsible region: the saliency is flat at the layer
-            hint_errors.update({f"HINT ({ranking}, {name})": str(error) for ranking in ("shapley", "coef")})
+            hint_errors.update({f"HINT ({ranking}, {name})": str(error) for ranking in HINT_RANKINGS})
+    retrained = {name: hint.shapley_values(retrain=True, n_permutations=retrain_permutations)[0]
+                 for name, hint in hints.items()}
     sevec = SemanticVectors(model, layer, concepts, planted.hierarchy, progress=False).fit(loader)
     batches = [(torch.stack([s["image"] for s in chunk]), torch.stack([s["concept_masks"] for s in chunk]))
                for chunk in (samples[i : i + 32] for i in range(0, len(samples), 32))]
@@ -96,6 +106,7 @@ def score_planted_model(planted: PlantedModel, samples: Sequence[Dict],
         target = leaves[0] if len(leaves) == 1 else set(leaves)
         rankings = {f"HINT ({ranking}, {name})": hint.neuron_ranking(concept, ranking)
                     for name, hint in hints.items() for ranking in ("shapley", "coef")}
+        rankings.update({f"HINT (shapley retrained, {name})": values[:, k] for name, values in retrained.items()})
         rankings.update({
             # the vector's loading summed over the positions of each channel (spatial: D = C x h x w)
             "SeVec (vector)": sevec.vector(concept).view(n_channels, -1).sum(1),

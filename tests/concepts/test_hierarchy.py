@@ -189,6 +189,23 @@ def test_concept_scores_from_logits(small):
         small.concept_scores(torch.randn(4, 6), ["pet"])
 
 
+def test_logit_concept_scores_leave_out_the_normalizer(small):
+    from captum_hint.concepts import ConceptScore, concept_scores
+
+    logits = torch.tensor([[1.0, 5.0, 2.0, 0.0, -1.0], [0.0, 0.0, 0.0, 0.0, 3.0]])
+    membership = small.membership(["pet", "oak"])  # pet: classes 0 and 2; oak: class 4
+    expected = torch.stack([torch.stack([logits[:, 0].exp() + logits[:, 2].exp()]).log()[0], logits[:, 4]], 1)
+    torch.testing.assert_close(concept_scores(logits, membership, "logit"), expected)
+    # raising another class's logit lowers a concept's log-probability, never its logit score
+    raised = logits + torch.tensor([0.0, 3.0, 0.0, 0.0, 0.0])
+    assert (concept_scores(raised, membership) < concept_scores(logits, membership)).all()
+    assert torch.equal(concept_scores(raised, membership, "logit"), concept_scores(logits, membership, "logit"))
+    wrapped = ConceptScore(lambda x: x, [[0, 2], [4]], score="logit")
+    torch.testing.assert_close(wrapped(logits), expected)
+    with pytest.raises(ValueError, match="score: expected one of 'log_probability', 'logit', got 'probability'"):
+        ConceptScore(lambda x: x, [[0]], score="probability")
+
+
 def test_format_tree(small, imagenet):
     lines = small.format_tree().splitlines()
     assert lines[0] == "whole (5)"

@@ -40,7 +40,7 @@ def test_two_gloo_processes_equal_one(tmp_path):
     for rank in (0, 1):
         got = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
         assert int(got["n_images"]) == 24
-        for key in ("buckets", "labels", "images", "seen"):
+        for key in ("buckets", "under", "images", "seen"):
             assert torch.equal(got[f"bank.{key}"], expected[key]), key
         torch.testing.assert_close(got["bank.vectors"], expected["vectors"])
         # classifiers and Shapley ran on rank 0 on the same bank and were broadcast

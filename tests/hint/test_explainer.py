@@ -41,14 +41,16 @@ def test_region_extraction_by_hand():
     def pixels(n, positions):
         return {tuple(images[n, :, i, j].tolist()) for i, j in positions}
 
-    vectors, buckets, labels, image_ids = hint.bank_.rows()
+    vectors, buckets, under, image_ids = hint.bank_.rows()
     rows = lambda b: {tuple(v.tolist()) for v in vectors[buckets == b].float()}  # noqa: E731
     # image 0 (class a): concepts x and a, responsible (0,0) and (1,1); image 1 (class b): x at (1,0)
     assert rows(0) == pixels(0, [(0, 0), (1, 1)]) | pixels(1, [(1, 0)])
     assert rows(1) == pixels(0, [(0, 0), (1, 1)])
     assert rows(-1) == pixels(0, [(0, 1), (1, 0)]) | pixels(1, [(0, 0), (0, 1), (1, 1)])
     assert hint.bank_.counts().tolist() == [3, 2, 5]
-    assert sorted(labels[buckets == 1].tolist()) == [0, 0] and set(image_ids[buckets == 0].tolist()) == {0, 1}
+    assert set(image_ids[buckets == 1].tolist()) == {0} and set(image_ids[buckets == 0].tolist()) == {0, 1}
+    # every row remembers the concepts of its image: image 0 (class a) is under x and a, image 1 (class b) under x
+    assert torch.equal(under, torch.tensor([[True, True], [True, False]])[image_ids])
 
 
 def test_training_targets_by_hand():
@@ -64,10 +66,11 @@ def test_training_targets_by_hand():
 def test_reservoir_keeps_everything_under_capacity():
     bank = RegionBank(1, max_per_concept=10, max_background=10)
     vectors = torch.arange(12.0).view(6, 2)
-    bank.add(vectors[:4], torch.zeros(4, dtype=torch.long), torch.arange(4), torch.arange(4))
-    bank.add(vectors[4:], torch.zeros(2, dtype=torch.long), torch.arange(4, 6), torch.arange(4, 6))
-    stored, buckets, labels, images = bank.rows()
-    assert torch.equal(stored.float(), vectors) and labels.tolist() == list(range(6))
+    under = torch.tensor([True, False]).repeat(3)[:, None]
+    bank.add(vectors[:4], torch.zeros(4, dtype=torch.long), under[:4], torch.arange(4))
+    bank.add(vectors[4:], torch.zeros(2, dtype=torch.long), under[4:], torch.arange(4, 6))
+    stored, buckets, stored_under, images = bank.rows()
+    assert torch.equal(stored.float(), vectors) and torch.equal(stored_under, under) and images.tolist() == list(range(6))
 
 
 def test_reservoir_is_bounded_and_uniform():
@@ -76,10 +79,11 @@ def test_reservoir_is_bounded_and_uniform():
         bank = RegionBank(1, max_per_concept=5, max_background=1, seed=trial)
         for start in range(0, 20, 7):
             ids = torch.arange(start, min(start + 7, 20))
-            bank.add(ids[:, None].float(), torch.zeros(len(ids), dtype=torch.long), ids, ids)
-        _, _, labels, _ = bank.rows()
-        assert len(labels) == 5 and len(set(labels.tolist())) == 5
-        counts[labels] += 1
+            bank.add(ids[:, None].float(), torch.zeros(len(ids), dtype=torch.long),
+                     torch.ones(len(ids), 1, dtype=torch.bool), ids)
+        _, _, _, images = bank.rows()
+        assert len(images) == 5 and len(set(images.tolist())) == 5
+        counts[images] += 1
     frequency = counts / 300  # each of the 20 items should be kept with probability 5/20
     assert (frequency - 0.25).abs().max() < 0.1, frequency
 
@@ -87,9 +91,10 @@ def test_reservoir_is_bounded_and_uniform():
 def test_bank_memory_is_capped():
     bank = RegionBank(2, max_per_concept=50, max_background=100, dtype=torch.float16)
     for step in range(20):
-        bank.add(torch.randn(64, 32), torch.randint(-1, 2, (64,)), torch.zeros(64, dtype=torch.long), torch.zeros(64, dtype=torch.long))
+        bank.add(torch.randn(64, 32), torch.randint(-1, 2, (64,)), torch.zeros(64, 2, dtype=torch.bool),
+                 torch.zeros(64, dtype=torch.long))
     assert bank.counts().tolist() == [50, 50, 100]
-    assert bank.nbytes <= (50 + 50 + 100) * (32 * 2 + 16)
+    assert bank.nbytes == (50 + 50 + 100) * (32 * 2 + 8 + 2)  # float16 vectors, image id, 2 concept flags
 
 
 @pytest.fixture(scope="module")
@@ -411,3 +416,100 @@ def test_a_batch_without_concept_images_adds_nothing():
     both = hint.fit(DataLoader(TensorDataset(images, labels), batch_size=8)).bank_.rows()  # 2nd batch: no "a"
     for got, expected in zip(both, first):
         assert torch.equal(got, expected)
+
+
+def test_one_leaf_per_row_label_matrix_equals_index_labels(small_fit):
+    fitted, images = small_fit
+    labels = torch.arange(48) % 6
+    hint = HINT(SmallNet().eval(), "features.2", fitted.hierarchy, concepts=fitted.concepts, saliency="gradient",
+                shapley_kwargs={"n_permutations": 16}, progress=False)
+    hint.fit(DataLoader(TensorDataset(images, nn.functional.one_hot(labels, 6)), batch_size=16))
+    for got, expected in zip(hint.bank_.rows(), fitted.bank_.rows()):
+        assert torch.equal(got, expected)
+    assert torch.equal(hint.scores_, fitted.scores_)
+
+
+def _two_object_scenes(n):
+    """Scenes of the constructed model holding one object of a and one of b each (their pixels summed)."""
+    from captum_hint.datasets.constructed import mask_scenes
+
+    scenes = mask_scenes(2 * n, seed=1)
+    images = torch.stack([scenes[2 * i]["image"] + scenes[2 * i + 1]["image"] for i in range(n)])
+    masks = torch.stack([torch.stack([scenes[2 * i]["masks"][0], scenes[2 * i + 1]["masks"][0]]) for i in range(n)])
+    return images, masks
+
+
+def test_several_leaves_per_image_give_regions_for_every_present_concept():
+    from captum_hint.datasets.constructed import constructed_planted_model
+
+    planted = constructed_planted_model((3, 1))  # a multi-label model: logit k = mean of channel planted_[k]
+    images, masks = _two_object_scenes(8)
+    settings = dict(saliency="gradient_x_input", classifier_kwargs={"holdout": 0}, shapley_kwargs={"n_permutations": 4},
+                    progress=False)
+
+    def fitted(concepts, labels, concept_score):
+        hint = HINT(planted.model, planted.layer, planted.hierarchy, concepts, concept_score=concept_score, **settings)
+        return hint.fit([(images, labels)])
+
+    both = fitted(planted.concepts, torch.ones(8, 2, dtype=torch.long), "logit")
+    vectors, buckets, under, image_ids = both.bank_.rows()
+    assert under.all()  # every image is under both concepts
+    for k in (0, 1):  # each concept's regions come from every image, and lie on that concept's object only
+        assert set(image_ids[buckets == k].tolist()) == set(range(8))
+        assert (vectors[buckets == k][:, planted.planted_[k]] > 0).all()
+    assert planted.planted_ == [3, 1]
+    assert both.neuron_ranking("a").argmax() == 3 and both.neuron_ranking("b").argmax() == 1
+    # labelled with the a object only, the same images give the same regions of a and none of b
+    only_a = fitted(["a"], torch.zeros(8, dtype=torch.long), "logit")
+    assert only_a.bank_.counts()[0] == both.bank_.counts()[0]
+    # the softmax score's normalizer makes a's saliency light up b's objects as well: a's regions then hold
+    # rows where only b's channel is active
+    softmax = fitted(planted.concepts, torch.ones(8, 2, dtype=torch.long), "log_probability")
+    vectors, buckets, _, _ = softmax.bank_.rows()
+    rows_a = vectors[buckets == 0].float()
+    assert ((rows_a[:, 3] == 0) & (rows_a[:, 1] > 0)).any()
+
+
+def test_objects_labels_read_every_object_of_dict_batches():
+    from captum_hint.datasets import collate_samples, object_classes
+    from captum_hint.datasets.constructed import constructed_planted_model, mask_scenes
+
+    planted = constructed_planted_model((3, 1))
+    samples = mask_scenes(16)
+    loader = DataLoader(samples, batch_size=8, collate_fn=collate_samples)
+    settings = dict(saliency="gradient_x_input", shapley_kwargs={"n_permutations": 4}, progress=False)
+    by_objects = HINT(planted.model, planted.layer, planted.hierarchy, planted.concepts, **settings)
+    by_label = HINT(planted.model, planted.layer, planted.hierarchy, planted.concepts, **settings)
+    # one object per scene: its objects' classes are its label
+    for got, expected in zip(by_objects.fit(loader, labels="objects").bank_.rows(), by_label.fit(loader).bank_.rows()):
+        assert torch.equal(got, expected)
+    batch = {"labels": [torch.tensor([1]), torch.tensor([0, 1, 1]), torch.tensor([], dtype=torch.long)]}
+    assert object_classes(batch, 3).tolist() == [[False, True, False], [True, True, False], [False, False, False]]
+    with pytest.raises(ValueError, match="labels: object class 3 is out of range"):
+        object_classes({"labels": [torch.tensor([3])]}, 3)
+    with pytest.raises(ValueError, match="labels: 'objects' reads each image's object classes from dict batches"):
+        by_objects.fit([(torch.zeros(2, 3, 16, 16), torch.tensor([0, 1]))], labels="objects")
+
+
+def test_several_leaves_per_image_need_concept_saliency_targets():
+    from captum_hint.datasets.constructed import constructed_planted_model
+
+    planted = constructed_planted_model((3, 1))
+    images, _ = _two_object_scenes(4)
+    hint = HINT(planted.model, planted.layer, planted.hierarchy, planted.concepts, saliency="gradient_x_input",
+                saliency_target="leaf", progress=False)
+    with pytest.raises(ValueError, match="labels: saliency_target='leaf' explains the one class of each image"):
+        hint.fit([(images, torch.ones(4, 2, dtype=torch.long))])
+    with pytest.raises(ValueError, match="labels: expected one of 'given', 'predicted', 'objects', got 'all'"):
+        hint.fit([(images, torch.ones(4, 2, dtype=torch.long))], labels="all")
+
+
+def test_shapley_values_recompute_the_fit_and_the_papers_retraining_variant(small_fit):
+    hint, _ = small_fit
+    values, errors = hint.shapley_values()
+    assert torch.equal(values, hint.scores_) and torch.equal(errors, hint.standard_errors_)
+    retrained, _ = hint.shapley_values(retrain=True, n_permutations=2, retrain_steps=2)
+    assert retrained.shape == hint.scores_.shape and torch.isfinite(retrained).all()
+    assert not torch.equal(retrained, hint.scores_)
+    with pytest.raises(ValueError, match="shapley_kwargs: 'training_data' are set by HINT"):
+        hint.shapley_values(retrain=True, training_data=None)

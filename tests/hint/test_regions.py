@@ -130,27 +130,30 @@ def test_bank_widens_to_float32_instead_of_storing_inf():
     """Defect 3: activations above 65504 became Inf in the float16 bank."""
     bank = RegionBank(1, max_per_concept=8, max_background=8, dtype=torch.float16)
     small = torch.tensor([[1.0, 2.0]])
-    bank.add(small, torch.tensor([0]), torch.tensor([0]), torch.tensor([0]))
+    bank.add(small, torch.tensor([0]), torch.tensor([[True]]), torch.tensor([0]))
     huge = torch.tensor([[7e4, -1e6]])
     with pytest.warns(UserWarning, match="activation of 1e[+]06 exceeds torch.float16's range"):
-        bank.add(huge, torch.tensor([0]), torch.tensor([1]), torch.tensor([1]))
+        bank.add(huge, torch.tensor([0]), torch.tensor([[True]]), torch.tensor([1]))
     vectors = bank.rows()[0]
     assert vectors.dtype == torch.float32 and torch.equal(vectors, torch.cat([small, huge]))
     with pytest.raises(ValueError, match=r"vectors: contains NaN \(rows \[0\]\)"):
-        bank.add(torch.tensor([[float("nan"), 0.0]]), torch.tensor([0]), torch.tensor([0]), torch.tensor([0]))
+        bank.add(torch.tensor([[float("nan"), 0.0]]), torch.tensor([0]), torch.tensor([[True]]), torch.tensor([0]))
+    with pytest.raises(ValueError, match=r"under: expected 1 x 1 booleans .* got shape \(1,\)"):
+        bank.add(small, torch.tensor([0]), torch.tensor([0]), torch.tensor([0]))
 
 
 def _filled_bank(capacity, ids, seed):
     bank = RegionBank(1, max_per_concept=capacity, max_background=capacity, seed=seed)
     ids = torch.as_tensor(ids)
-    bank.add(ids[:, None].float(), torch.zeros(len(ids), dtype=torch.long), ids, ids)
+    bank.add(ids[:, None].float(), torch.zeros(len(ids), dtype=torch.long), torch.ones(len(ids), 1, dtype=torch.bool),
+             ids)
     return bank
 
 
 def test_merge_of_unfilled_banks_keeps_every_row_in_image_order():
     merged = RegionBank.merge([_filled_bank(10, [1, 3, 5], 0), _filled_bank(10, [0, 2, 4, 6], 1)])
-    vectors, buckets, labels, images = merged.rows()
-    assert images.tolist() == list(range(7)) and vectors[:, 0].tolist() == list(range(7))
+    vectors, buckets, under, images = merged.rows()
+    assert under.all() and under.shape == (7, 1) and images.tolist() == list(range(7)) and vectors[:, 0].tolist() == list(range(7))
     assert merged.seen == [7, 0]
 
 
@@ -160,9 +163,9 @@ def test_merge_is_a_uniform_sample_of_the_union():
     for trial in range(400):
         a = _filled_bank(5, range(30), 2 * trial)
         b = _filled_bank(5, range(30, 40), 2 * trial + 1)
-        _, _, labels, _ = RegionBank.merge([a, b], seed=trial).rows()
-        assert len(labels) == 5 and len(set(labels.tolist())) == 5
-        counts[labels] += 1
+        _, _, _, images = RegionBank.merge([a, b], seed=trial).rows()
+        assert len(images) == 5 and len(set(images.tolist())) == 5
+        counts[images] += 1
     share_a, share_b = counts[:30].sum() / 2000, counts[30:].sum() / 2000
     assert abs(share_a - 0.75) < 0.03 and abs(share_b - 0.25) < 0.03  # binomial sd ~ 0.01
     assert counts.min() > 25 and counts.max() < 75  # each ~ 50

@@ -49,10 +49,11 @@ def test_every_ranking_finds_channels_planted_by_construction():
     ranks = {(r["method"], r["concept"]): r["rank"] for r in rows}
     assert set(fitted) == {"HINT (gradient_x_input)", "SeVec"}
     for concept in ("a", "b"):
-        for ranking in ("shapley", "coef"):
+        for ranking in ("shapley", "coef", "shapley retrained"):
             (failed,) = [r for r in rows if r["method"] == f"HINT ({ranking}, gradient)" and r["concept"] == concept]
             assert math.isnan(failed["rank"]) and "saliency='gradient_x_input' or an earlier layer" in failed["error"]
-        for method in ("HINT (shapley, gradient_x_input)", "HINT (coef, gradient_x_input)", "AfI (channel importance)",
+        for method in ("HINT (shapley, gradient_x_input)", "HINT (coef, gradient_x_input)",
+                       "HINT (shapley retrained, gradient_x_input)", "AfI (channel importance)",
                        "LayerConductance",
                        "Grad-CAM weights", "gAP (chosen children)", "TCAV (CAV)", "NetDissect"):
             assert ranks[(method, concept)] == 1.0, (method, concept, ranks)
