@@ -8,6 +8,7 @@ and over those whose planted truth holds (check_planted_truth).
 
     python benchmarks/planted_truth.py --seeds 0 1 2
     python benchmarks/planted_truth.py --seeds 0 1 2 --concept-score logit --fit-objects 1 3
+    python benchmarks/planted_truth.py --seeds 0 1 2 --multimodal mammal fruit   # a planted multimodal channel
 """
 
 import argparse
@@ -30,13 +31,15 @@ def main():
                         help="the score HINT's saliency explains (the planted models are multi-label: 'logit')")
     parser.add_argument("--fit-objects", nargs=2, type=int, default=[1, 1], metavar=("MIN", "MAX"),
                         help="objects per fit scene (HINT takes every object's class as a label)")
+    parser.add_argument("--multimodal", nargs=2, metavar=("CLASS", "CLASS"),
+                        help="plant one more channel answering to both classes (trains new models)")
     parser.add_argument("--json", help="write every row here")
     args = parser.parse_args()
     reuse_freed_memory()
     started, rows, checks = time.time(), [], {}
     for variant in args.variants:
         for seed in args.seeds:
-            planted = train_planted_model(variant, seed=seed, progress=True)
+            planted = train_planted_model(variant, seed=seed, progress=True, multimodal=args.multimodal)
             check = check_planted_truth(planted, PlantedScenes(args.test_scenes, seed=10_000 + seed))
             checks[f"{variant}/{seed}"] = check
             print(f"{variant} seed {seed}: planted {planted.planted_}, truth {'holds' if check['passed'] else 'fails'}"
@@ -45,28 +48,40 @@ def main():
                 print(f"   {name:8s} channel {entry['channel']:2d}  mask PxAP {entry['mask_pxap']:.2f}  IoU "
                       f"{entry['mask_iou']:.2f}  ROC-AUC {entry['roc_auc']:.2f}  ablation {entry['ablation_drop']:.2f}"
                       f" vs free {entry['largest_free_drop']:.2f}")
+            for channel, entry in check["multimodal"].items():
+                print(f"   multimodal channel {channel:2d} ({' + '.join(entry['concepts'])})  mask PxAP "
+                      f"{entry['mask_pxap']:.2f}  IoU {entry['mask_iou']:.2f}")
             fit = PlantedScenes(args.fit_scenes, objects=tuple(args.fit_objects), seed=20_000 + seed)
             samples = [fit[i] for i in range(len(fit))]
+            fitted = {}
             for row in score_planted_model(planted, samples, saliency=args.saliency, seed=seed,
-                                           concept_score=args.concept_score):
+                                           concept_score=args.concept_score, fitted=fitted):
                 rows.append({**row, "variant": variant, "seed": seed,
                              "truth_holds": check["classes"][row["concept"]]["holds"]})
+            if planted.multimodal_:
+                for name, hint in fitted.items():
+                    if name.startswith("HINT"):
+                        print(f"   {name}: multimodal_neurons(n=2) {hint.multimodal_neurons(n=2)}, "
+                              f"(n=3) {hint.multimodal_neurons(n=3)}")
     for variant in args.variants:
-        for label, subset in (("every class", [r for r in rows if r["variant"] == variant]),
-                              ("classes whose truth holds", [r for r in rows if r["variant"] == variant
-                                                             and r["truth_holds"]])):
-            if not subset:
-                print(f"\n{variant}, {label}: none")
-                continue
-            print(f"\n{variant}, {label} (seeds {args.seeds}, {subset[0]['channels']} channels; "
-                  f"mean rank of the planted channel, 95 % bootstrap over (class, seed))")
-            for r in ranking_table(subset):
-                print(f"   {r['method']:24s} {r['mean_rank']:5.2f} [{r['low']:.2f}, {r['high']:.2f}]  "
-                      f"first {r['top1']:.2f}  n {r['n']}" + (f"  could not run {r['failed']}" if r["failed"] else ""))
+        for target in ("planted", "multimodal"):
+            kept = [r for r in rows if r["variant"] == variant and r["target"] == target]
+            for label, subset in (("every class", kept), ("classes whose truth holds",
+                                                         [r for r in kept if r["truth_holds"]])):
+                if subset:
+                    print_table(f"{variant}, {target} channel, {label} (seeds {args.seeds}, {subset[0]['channels']} "
+                                f"channels; mean rank, 95 % bootstrap over (class, seed))", subset)
     print(f"\n{time.time() - started:.0f} s")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"rows": rows, "checks": checks, "args": vars(args)}, f, indent=1)
+
+
+def print_table(title, subset):
+    print(f"\n{title}")
+    for r in ranking_table(subset):
+        print(f"   {r['method']:40s} {r['mean_rank']:5.2f} [{r['low']:.2f}, {r['high']:.2f}]  "
+              f"first {r['top1']:.2f}  n {r['n']}" + (f"  could not run {r['failed']}" if r["failed"] else ""))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,15 @@
 
     python benchmarks/sanity_checks.py --out docs/img            # both models
     python benchmarks/sanity_checks.py --models planted          # the planted one only
+
+AfI on EfficientNet-Lite0 costs minutes per occluder (Adam steps over the
+class's images at 224 px), times every ranking the checks ask for; it runs
+only with ``--afi-images N`` (its images per concept), on ``--afi-concepts``,
+with ``--afi-iterations`` steps, and the cascade can be cut to its first
+``--cascade-steps`` modules:
+
+    python benchmarks/sanity_checks.py --models efficientnet --afi-images 16 --afi-iterations 50 \
+        --afi-concepts mammal.n.01 bird.n.01 --repeats 1 --splits 1 --cascade-steps 3 --out /tmp/afi
 """
 
 import argparse
@@ -53,13 +62,19 @@ def efficientnet_case(args):
     hierarchy = ConceptHierarchy.imagenet()
     scenes = StampScenes("train", args.efficientnet_scenes, objects=(1, 1), seed=args.seed, **DEMO_SCENES)
     samples = [scenes[i] for i in range(len(scenes))]
+    if args.afi_images:
+        afi = system_rankings("AfI", spec.layer, hierarchy, args.afi_concepts, class_images=args.afi_images,
+                              occluder_iterations=args.afi_iterations, seed=args.seed)
+        return (f"EfficientNet-Lite0, AfI at {spec.layer} ({args.afi_images} images per concept, at most "
+                f"{args.afi_iterations} steps), {len(samples)} one-object stamp scenes (seed {args.seed})", spec.model,
+                samples, {"AfI": afi}, EFFICIENTNET_CASCADE[: args.cascade_steps])
     systems = {"HINT (shapley)": system_rankings("HINT (shapley)", spec.layer, hierarchy, EFFICIENTNET_CONCEPTS,
                                                  saliency="gradient", seed=args.seed),
                "SeVec (_avg_pooling input)": system_rankings("SeVec", "_avg_pooling", hierarchy,
                                                              EFFICIENTNET_CONCEPTS, use_layer_input=True,
                                                              seed=args.seed)}
     return (f"EfficientNet-Lite0, HINT at {spec.layer} (gradient saliency), {len(samples)} one-object stamp scenes "
-            f"(seed {args.seed})", spec.model, samples, systems, EFFICIENTNET_CASCADE)
+            f"(seed {args.seed})", spec.model, samples, systems, EFFICIENTNET_CASCADE[: args.cascade_steps])
 
 
 def summary_of(results):
@@ -77,6 +92,11 @@ def main():
     parser.add_argument("--splits", type=int, default=3, help="random half splits")
     parser.add_argument("--k", type=int, default=3, help="top-k of the split-half overlap")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--afi-images", type=int, default=0, help="EfficientNet: run AfI (only) on this many images")
+    parser.add_argument("--afi-iterations", type=int, default=300, help="EfficientNet: AfI's occluder steps")
+    parser.add_argument("--afi-concepts", nargs="+", default=EFFICIENTNET_CONCEPTS, help="EfficientNet: AfI's concepts")
+    parser.add_argument("--cascade-steps", type=int, default=len(EFFICIENTNET_CASCADE),
+                        help="EfficientNet: randomize only the first this many modules of the cascade")
     parser.add_argument("--out", default=".", help="folder for sanity_<model>.png and sanity_checks.json")
     args = parser.parse_args()
     reuse_freed_memory()
@@ -107,7 +127,7 @@ def main():
         for failed, error in errors.items():
             print(f"   could not run: {failed}: {error}")
         figure = plot_sanity_checks(label, cascade, split, title=title)
-        figure.savefig(out / f"sanity_{name}.png", dpi=90)
+        figure.savefig(out / f"sanity_{name}{'_afi' if name == 'efficientnet' and args.afi_images else ''}.png", dpi=90)
         report[name] = {"title": title, **summary_of((label, cascade, split)), "errors": errors,
                         "seconds": time.time() - started}
         for entry in report[name]["label"].values():

@@ -156,7 +156,8 @@ def _stack(scenes: Sequence[Dict]) -> Tuple[Tensor, Tensor, Tensor]:
 
 def train_planted_model(variant: str = "all", seed: int = 0, n_scenes: int = 1536, epochs: int = 40,
                         width: int = 16, size: int = 64, aux_weight: float = 1.0, lr: float = 3e-3,
-                        batch_size: int = 64, cache: bool = True, progress: bool = False) -> PlantedModel:
+                        batch_size: int = 64, cache: bool = True, progress: bool = False,
+                        multimodal: Optional[Sequence[str]] = None) -> PlantedModel:
     """Train (or load from ``$CAPTUM_HINT_CACHE``) a planted model.
 
     The planted channels are drawn without replacement from the ``width``
@@ -164,6 +165,11 @@ def train_planted_model(variant: str = "all", seed: int = 0, n_scenes: int = 153
     of the classes plus ``aux_weight`` times that of each planted channel's
     pre-activation against its class's mask, average-pooled to the layer's
     grid. Seeded throughout (torch's global generator is left as it was).
+
+    ``multimodal``, two class names, plants one more channel (the next of
+    the seeded draw; the others stay as without it) tied to the union of
+    both classes' masks: a planted *multimodal* neuron
+    (``PlantedModel.multimodal_``). The bottleneck's head reads it too.
     """
     if variant not in VARIANTS:
         raise ValueError(f"variant: expected one of {VARIANTS}, got {variant!r}")
@@ -175,11 +181,22 @@ def train_planted_model(variant: str = "all", seed: int = 0, n_scenes: int = 153
         raise ValueError(f"width: expected at least one channel per class ({n_classes}), got {width}")
     config = {"variant": variant, "seed": seed, "n_scenes": n_scenes, "epochs": epochs, "width": width, "size": size,
               "aux_weight": aux_weight, "lr": lr, "batch_size": batch_size, "format": 1}
-    planted = torch.randperm(width, generator=torch.Generator().manual_seed(seed))[:n_classes].tolist()
+    names = list(PLANTED_CLASSES)
+    pair: List[int] = []
+    if multimodal is not None:
+        if len(multimodal) != 2 or len(set(multimodal)) != 2 or not set(multimodal) <= set(names):
+            raise ValueError(f"multimodal: expected two different class names of {names}, got {multimodal!r}")
+        if width < n_classes + 1:
+            raise ValueError(f"width: a multimodal channel needs at least {n_classes + 1} channels, got {width}")
+        config["multimodal"] = list(multimodal)  # only then: models cached without it keep their key
+        pair = [names.index(name) for name in multimodal]
+    order = torch.randperm(width, generator=torch.Generator().manual_seed(seed)).tolist()
+    planted, extra = order[:n_classes], order[n_classes : n_classes + 1] if pair else []
     path = cache_dir() / "planted" / (hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16])
     with seeded_globals(seed):  # the initial weights, without touching the user's global generator
-        model = PlantedConceptNet(n_classes, planted, width, variant)
-    result = PlantedModel(model, planted, planted_hierarchy(), config)
+        model = PlantedConceptNet(n_classes, planted + extra, width, variant)
+    result = PlantedModel(model, planted, planted_hierarchy(), config,
+                          multimodal_={extra[0]: list(multimodal)} if extra else {})
     if cache and (path / "weights.pt").is_file():
         model.load_state_dict(torch.load(path / "weights.pt", weights_only=True))
         result.history_ = json.loads((path / "meta.json").read_text())["history"]
@@ -193,9 +210,12 @@ def train_planted_model(variant: str = "all", seed: int = 0, n_scenes: int = 153
         total = 0.0
         for batch in torch.randperm(len(images), generator=generator).split(batch_size):
             logits, pre = model.forward_with_concept_logits(images[batch])
-            grid = F.adaptive_avg_pool2d(masks[batch].float(), pre.shape[-2:])
+            targets = masks[batch]
+            if extra:  # the multimodal channel's target: either class's objects
+                targets = torch.cat([targets, targets[:, pair].any(1, keepdim=True)], 1)
+            grid = F.adaptive_avg_pool2d(targets.float(), pre.shape[-2:])
             loss = F.binary_cross_entropy_with_logits(logits, present[batch].float()) + aux_weight * (
-                F.binary_cross_entropy_with_logits(pre[:, planted], grid))
+                F.binary_cross_entropy_with_logits(pre[:, planted + extra], grid))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -241,12 +261,16 @@ def check_planted_truth(planted: PlantedModel, scenes: Sequence[Dict], min_auc: 
     planted channel is zeroed, against the largest drop from zeroing any
     free channel (``ablation_ratio``; the free channels of the bottleneck
     variant feed nothing, so their drops are 0 and the ratio infinite).
+    A planted multimodal channel (not free) is checked against the union of
+    its classes' masks on the scenes holding either (PxAP, IoU).
 
     Returns:
-        ``{"classes": {name: {..., "holds": bool}}, "passed": bool, "failures": [reasons], "images": N}``;
-        ``passed`` is True when the truth holds for every class.
+        A dict: ``classes`` (name → its figures and ``holds``), ``multimodal``
+        (channel → ``concepts``, ``mask_pxap``, ``mask_iou``, ``holds``),
+        ``passed`` (True when the truth holds for every class and multimodal
+        channel), ``failures`` (the reasons) and ``images`` (N).
     """
-    from sklearn.metrics import average_precision_score, roc_auc_score
+    from sklearn.metrics import roc_auc_score
 
     model, planted_ = planted.model, planted.planted_
     images, masks, present = _stack(scenes)
@@ -258,21 +282,19 @@ def check_planted_truth(planted: PlantedModel, scenes: Sequence[Dict], min_auc: 
         maps = torch.sigmoid(F.interpolate(pre[:, planted_], size=masks.shape[-2:], mode="bilinear",
                                            align_corners=False))
     drops = logits[None] - ablated  # D x N x K: positive where zeroing the channel lowers the logit
-    free = [c for c in range(width) if c not in planted_]
+    free = [c for c in range(width) if c not in planted_ and c not in planted.multimodal_]
     classes, failures = {}, []
     for k, name in enumerate(planted.concepts):
         holds = present[:, k]
         if holds.sum() == 0 or (~holds).sum() == 0:
             raise ValueError(f"scenes: class {name!r} needs scenes with and without it, got {int(holds.sum())} "
                              f"of {len(holds)} holding it")
-        truth, scores = masks[holds, k].flatten(), maps[holds, k].flatten()
-        predicted = scores > 0.5
+        mask_scores = _mask_agreement(masks[holds, k], maps[holds, k])
         planted_drop = float(drops[planted_[k], holds, k].mean())
         free_drop = float(drops[free][:, holds, k].mean(1).max()) if free else 0.0
         entry = {
             "channel": planted_[k],
-            "mask_pxap": float(average_precision_score(truth.numpy(), scores.numpy())),
-            "mask_iou": float((predicted & truth).sum() / (predicted | truth).sum().clamp_min(1)),
+            **mask_scores,
             "roc_auc": float(roc_auc_score(holds.numpy(), logits[:, k].numpy())),
             "ablation_drop": planted_drop,
             "largest_free_drop": free_drop,
@@ -284,4 +306,25 @@ def check_planted_truth(planted: PlantedModel, scenes: Sequence[Dict], min_auc: 
                   if not entry[key] >= low]
         classes[name] = {**entry, "holds": not missed}
         failures += missed
-    return {"classes": classes, "passed": not failures, "failures": failures, "images": len(images)}
+    multimodal = {}
+    for channel, names in planted.multimodal_.items():
+        pair = [planted.concepts.index(name) for name in names]
+        either = present[:, pair].any(1)
+        channel_map = torch.sigmoid(F.interpolate(pre[either, channel : channel + 1], size=masks.shape[-2:],
+                                                  mode="bilinear", align_corners=False))[:, 0]
+        entry = _mask_agreement(masks[either][:, pair].any(1), channel_map)
+        multimodal[channel] = {"concepts": list(names), **entry, "holds": entry["mask_pxap"] >= min_pxap}
+        if not multimodal[channel]["holds"]:
+            failures.append(f"multimodal channel {channel}: mask_pxap {entry['mask_pxap']:.3f} < {min_pxap}")
+    return {"classes": classes, "multimodal": multimodal, "passed": not failures, "failures": failures,
+            "images": len(images)}
+
+
+def _mask_agreement(masks: Tensor, maps: Tensor) -> Dict[str, float]:
+    """PxAP of ``maps`` (N x H x W in [0, 1]) against ``masks``, and the IoU of the maps above 1/2."""
+    from sklearn.metrics import average_precision_score
+
+    truth, scores = masks.flatten(), maps.flatten()
+    predicted = scores > 0.5
+    return {"mask_pxap": float(average_precision_score(truth.numpy(), scores.numpy())),
+            "mask_iou": float((predicted & truth).sum() / (predicted | truth).sum().clamp_min(1))}

@@ -79,6 +79,10 @@ def score_planted_model(planted: PlantedModel, samples: Sequence[Dict],
     the NetDissect IoU against the class masks, and uniform random scores
     (one row per seed). A system that cannot run on the model gives a row
     with ``rank`` NaN and its ``error``, so what fails is reported, not dropped.
+    Rows rank the class's planted channel (``"target": "planted"``) and, for a
+    class a planted multimodal channel answers to, that channel too
+    (``"target": "multimodal"``; rank it among the layer's channels, the
+    class's own one included).
     ``fitted``, when given, receives the fitted explainers (``"HINT (<saliency>)"``, ``"SeVec"``).
     """
     model, layer, concepts = planted.model, planted.layer, planted.concepts
@@ -124,14 +128,16 @@ def score_planted_model(planted: PlantedModel, samples: Sequence[Dict],
                                                                           occluder_iterations)
         except ValueError as error:  # e.g. no image of the class is classified as it
             errors["AfI (channel importance)"] = str(error)
-        rows += [{"method": method, "concept": concept, "rank": math.nan, "channels": n_channels, "error": error}
-                 for method, error in errors.items()]
+        targets = [(planted.planted_[k], "planted")] + [(channel, "multimodal") for channel, names
+                                                         in planted.multimodal_.items() if concept in names]
+        rows += [{"method": method, "concept": concept, "rank": math.nan, "channels": n_channels, "target": target,
+                  "error": error} for _, target in targets for method, error in errors.items()]
         for random_seed in random_seeds:
             rankings[f"random (seed {random_seed})"] = torch.rand(
                 n_channels, generator=torch.Generator().manual_seed(random_seed * 1000 + k))
-        channel = planted.planted_[k]
         rows += [{"method": method, "concept": concept, "rank": planted_rank(scores.float(), channel),
-                  "channels": n_channels} for method, scores in rankings.items()]
+                  "channels": n_channels, "target": target}
+                 for channel, target in targets for method, scores in rankings.items()]
     if fitted is not None:
         fitted.update({f"HINT ({name})": hint for name, hint in hints.items()}, SeVec=sevec)
     return rows

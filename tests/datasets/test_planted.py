@@ -81,7 +81,7 @@ def test_truth_check_on_a_tiny_model(tmp_path, monkeypatch):
     planted = train_planted_model("bottleneck", seed=0, n_scenes=48, epochs=2, batch_size=16)
     held_out = PlantedScenes(48, seed=99)
     check = check_planted_truth(planted, held_out)
-    assert set(check["classes"]) == set(PLANTED_CLASSES) and check["images"] == 48
+    assert set(check["classes"]) == set(PLANTED_CLASSES) and check["images"] == 48 and check["multimodal"] == {}
     assert check["passed"] == (not check["failures"])
     for name, entry in check["classes"].items():
         # the bottleneck's free channels feed nothing: zeroing one changes no logit
@@ -111,3 +111,28 @@ def test_mask_scenes_put_each_object_in_its_concepts_channel():
         mask_scenes(2, size=4, side=4)
     with pytest.raises(ValueError, match="planted: expected two different channels"):
         constructed_planted_model((1, 1))
+
+
+def test_a_planted_multimodal_channel_is_trained_and_checked(tmp_path, monkeypatch):
+    monkeypatch.setenv("CAPTUM_HINT_CACHE", str(tmp_path))
+    settings = dict(seed=0, n_scenes=32, epochs=1, batch_size=16, width=8)
+    planted = train_planted_model("bottleneck", multimodal=["mammal", "fruit"], **settings)
+    order = torch.randperm(8, generator=torch.Generator().manual_seed(0)).tolist()
+    # the class channels are those drawn without it; the multimodal one is the next of the same draw
+    assert planted.planted_ == order[:4] and planted.multimodal_ == {order[4]: ["mammal", "fruit"]}
+    assert planted.model.planted.tolist() == order[:5]  # the bottleneck's head reads it too
+    assert planted.config["multimodal"] == ["mammal", "fruit"]  # part of the cache key
+    loaded = train_planted_model("bottleneck", multimodal=["mammal", "fruit"], **settings)
+    assert loaded.multimodal_ == planted.multimodal_ and loaded.history_ == planted.history_
+    held_out = PlantedScenes(48, seed=99)
+    check = check_planted_truth(planted, held_out)
+    (entry,) = check["multimodal"].values()
+    assert entry["concepts"] == ["mammal", "fruit"] and 0.0 <= entry["mask_pxap"] <= 1.0
+    assert entry["holds"] == (not any(f.startswith("multimodal channel") for f in check["failures"]))
+    assert not check_planted_truth(planted, held_out, min_pxap=1.01)["multimodal"][order[4]]["holds"]
+    # it feeds the head: it is not a free channel, whose drops are all 0 in the bottleneck
+    assert all(e["largest_free_drop"] == 0.0 for e in check["classes"].values())
+    with pytest.raises(ValueError, match="multimodal: expected two different class names"):
+        train_planted_model("bottleneck", multimodal=["mammal", "mammal"], **settings)
+    with pytest.raises(ValueError, match="width: a multimodal channel needs at least 5 channels"):
+        train_planted_model("bottleneck", seed=0, width=4, multimodal=["mammal", "fruit"])

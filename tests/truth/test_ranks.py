@@ -62,7 +62,7 @@ def test_every_ranking_finds_channels_planted_by_construction():
         assert ranks[("SeVec (vector)", concept)] == 3.0
         for seed in (0, 1):
             assert 1.0 <= ranks[(f"random (seed {seed})", concept)] <= 4.0
-    assert all(r["channels"] == 4 for r in rows)
+    assert all(r["channels"] == 4 and r["target"] == "planted" for r in rows)
 
 
 def test_hint_finds_a_planted_multimodal_channel_as_multimodal():
@@ -80,5 +80,17 @@ def test_hint_finds_a_planted_multimodal_channel_as_multimodal():
     assert hint.multimodal_neurons(n=2) == planted.multimodal_
     assert planted_rank(hint.neuron_ranking("b"), 1) == 1.0  # b's own channel still first for b
     assert planted_rank(hint.neuron_ranking("a"), 2) == 4.0 and planted_rank(hint.neuron_ranking("b"), 2) == 4.0
+    # the ranks: every ranking also ranks the multimodal channel for each of its two classes
+    rows = score_planted_model(planted, samples[:16], saliency="gradient_x_input", random_seeds=(0,), class_images=8,
+                               conductance_images=2, occluder_iterations=10, retrain_permutations=2)
+    multimodal = [r for r in rows if r["target"] == "multimodal"]
+    assert {(r["concept"]) for r in multimodal} == {"a", "b"}
+    assert {r["method"] for r in multimodal} == {r["method"] for r in rows if r["target"] == "planted"}
+    ranks = {(r["method"], r["concept"]): r["rank"] for r in multimodal}
+    for concept in ("a", "b"):
+        # its maps match each class's masks, second only to the class's own channel (which fires on nothing else)
+        assert ranks[("NetDissect", concept)] == 2.0
+        # the logits do not read it: no conductance, tied with the other class's and the noise channel (ranks 2-4)
+        assert ranks[("LayerConductance", concept)] == 3.0
     with pytest.raises(ValueError, match="multimodal: expected a channel in 0..3 other than the planted"):
         constructed_planted_model((3, 1), multimodal=3)
