@@ -384,7 +384,8 @@ def ground_truth(args) -> int:
 
     study = ground_truth_study(args.variants, args.seeds, fit_scenes=args.fit_scenes, test_scenes=args.test_scenes,
                                saliencies=args.saliency, train_scenes=args.train_scenes, epochs=args.epochs,
-                               occluder_iterations=args.occluder_iterations, progress=True)
+                               occluder_iterations=args.occluder_iterations,
+                               retrain_permutations=args.retrain_permutations, progress=True)
     index = write_ground_truth_report(study, study_to_json(study), Path(args.out))
     for variant, tables in study["tables"].items():
         _say(f"{variant}: mean rank of the planted channel (1 = first), every class")
@@ -526,6 +527,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="HINT's saliencies (default: gradient, its default here, and gradient_x_input)")
     t.add_argument("--occluder-iterations", type=_count, default=300,
                    help="at most this many steps of each AfI occluder (default: 300, the occluder's own)")
+    t.add_argument("--retrain-permutations", type=_count, default=16,
+                   help="permutations of HINT's retrained Shapley values, the paper's variant (default: 16)")
     t.add_argument("--out", default="ground-truth", help="output folder (default: ground-truth)")
     t.set_defaults(handler=ground_truth)
     return parser

@@ -226,7 +226,8 @@ def evaluate_localization(hint, samples: Sequence[Dict], concepts: Sequence[str]
                           rankings: Optional[Dict[str, object]] = None, gradcam_layer: Optional[str] = None,
                           baselines: bool = True, thresholds: Sequence[float] = WSOL_THRESHOLDS,
                           threshold: float = 0.5, energy: float = 0.3, batch_size: int = 16,
-                          progress: bool = False, model_outputs: Optional[Dict] = None) -> List[Dict]:
+                          progress: bool = False, model_outputs: Optional[Dict] = None,
+                          map_methods: Optional[Dict[str, Callable[[Tensor, str], Tensor]]] = None) -> List[Dict]:
     """The WSOL study: HINT with each neuron ranking at each fraction, Grad-CAM and trivial maps.
 
     Args:
@@ -246,6 +247,9 @@ def evaluate_localization(hint, samples: Sequence[Dict], concepts: Sequence[str]
             (top-1 classes, layer features, Grad-CAM) for later calls on the
             same model, layer, samples and concepts, e.g. for several HINTs
             fitted at one layer; the samples are keyed by their position.
+        map_methods: other explainers' maps, scored alike: name ->
+            ``f(images, concept)`` giving N x 1 x h x w maps of the concept
+            (upsampled bilinearly to the images' size when smaller).
 
     Returns:
         Rows ``{"method", "fraction", "concept", "images", "record"}`` (see
@@ -298,6 +302,11 @@ def evaluate_localization(hint, samples: Sequence[Dict], concepts: Sequence[str]
         if gradcam_layer is not None:
             add("Grad-CAM", math.nan, LayerAttribution.interpolate(cams[at, k : k + 1], tuple(images.shape[-2:]),
                                                                    "bilinear"))
+        for name, method in (map_methods or {}).items():
+            maps = method(images, concept).detach().cpu()
+            if maps.shape[-2:] != images.shape[-2:]:
+                maps = LayerAttribution.interpolate(maps, tuple(images.shape[-2:]), "bilinear")
+            add(name, math.nan, maps)
         if baselines:
             add("centre Gaussian", math.nan, center_gaussian_maps(len(images), images.shape[-2:]))
             add("full image", math.nan, full_image_maps(len(images), images.shape[-2:]))

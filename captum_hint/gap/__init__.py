@@ -5,8 +5,8 @@ lives in :mod:`captum_hint.attr`; this package builds the evidence trees, draws
 them, and holds the paper's diagnostics.
 """
 
-from .decomposition import (HierarchicalDecomposition, Selection, chosen_channel_shares, label_with_concepts,
-                            select_children)
+from .decomposition import (HierarchicalDecomposition, Selection, chosen_channel_shares, chosen_children_map,
+                            label_with_concepts, select_children)
 from ..core.stages import forward_order, stage_layers
 from .tree import EvidenceNode, load_tree, save_tree
 
@@ -15,6 +15,7 @@ __all__ = [
     "HierarchicalDecomposition",
     "Selection",
     "chosen_channel_shares",
+    "chosen_children_map",
     "forward_order",
     "label_with_concepts",
     "load_tree",

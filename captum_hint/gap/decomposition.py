@@ -31,7 +31,8 @@ from ..core.model_state import evaluation_mode
 from ..core.stages import forward_order, stage_layers
 from .tree import EvidenceNode
 
-__all__ = ["HierarchicalDecomposition", "Selection", "chosen_channel_shares", "label_with_concepts"]
+__all__ = ["HierarchicalDecomposition", "Selection", "chosen_channel_shares", "chosen_children_map",
+           "label_with_concepts"]
 
 
 class Selection(NamedTuple):
@@ -105,21 +106,45 @@ def chosen_channel_shares(model: nn.Module, layer, images: Tensor, target=None, 
     not, averaged over the images. Ranking the channels by it asks which
     ones gAP's trees put under the decision. ``batch_size`` images per pass.
     """
+    total = None
+    for maps, picked in _first_level(model, layer, images, target, top_k, nms_iou, map_threshold, batch_size,
+                                     "chosen_channel_shares"):
+        shares = torch.zeros(maps.shape[:2], dtype=maps.dtype, device=maps.device)
+        shares.scatter_add_(1, picked.channels, torch.where(picked.chosen, picked.shares, 0.0))
+        total = shares.sum(0) if total is None else total + shares.sum(0)
+    return (total / len(images)).cpu()
+
+
+def chosen_children_map(model: nn.Module, layer, images: Tensor, target=None, top_k: int = 3,
+                        nms_iou: float = 0.9, map_threshold: float = 0.5, batch_size: int = 32) -> Tensor:
+    """Where gAP's first decomposition step finds the decision: its chosen children's maps summed, N x 1 x h x w.
+
+    The decision (``target``) of each image is decomposed onto ``layer``
+    (as :func:`chosen_channel_shares`); the activation maps (gradient x
+    activation) of the chosen top-``k`` children are summed, negatives
+    zeroed: gAP's own localization of the decision at that layer.
+    """
+    parts = []
+    for _, picked in _first_level(model, layer, images, target, top_k, nms_iou, map_threshold, batch_size,
+                                  "chosen_children_map"):
+        kept = picked.maps * picked.chosen[..., None, None].to(picked.maps.dtype)
+        parts.append(kept.sum(1, keepdim=True).clamp_min(0).cpu())
+    return torch.cat(parts)
+
+
+def _first_level(model: nn.Module, layer, images: Tensor, target, top_k: int, nms_iou: float, map_threshold: float,
+                 batch_size: int, caller: str):
+    """(maps, :class:`Selection`) of each ``batch_size`` images' decisions decomposed onto ``layer``."""
     check_image_batch(images)
     check_positive_int("top_k", top_k)
     check_positive_int("batch_size", batch_size)
     propagation = LayerActivationPropagation(model, layer)
-    total = None
-    with evaluation_mode(model, "chosen_channel_shares"):
+    with evaluation_mode(model, caller):
         for start in range(0, len(images), batch_size):
             part = slice(start, start + batch_size)
             per_image = target[part] if isinstance(target, (list, tuple, Tensor)) else target
             maps = propagation.attribute(images[part], target=per_image).detach()
-            picked = select_children(maps, top_k, nms_iou, map_threshold)
-            shares = torch.zeros(maps.shape[:2], dtype=maps.dtype, device=maps.device)
-            shares.scatter_add_(1, picked.channels, torch.where(picked.chosen, picked.shares, 0.0))
-            total = shares.sum(0) if total is None else total + shares.sum(0)
-    return (total / len(images)).cpu()
+            yield maps, select_children(maps, top_k, nms_iou, map_threshold)
 
 
 def label_with_concepts(trees, explainer, n: int = 2) -> None:

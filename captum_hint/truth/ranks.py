@@ -83,7 +83,8 @@ def score_planted_model(planted: PlantedModel, samples: Sequence[Dict],
     class a planted multimodal channel answers to, that channel too
     (``"target": "multimodal"``; rank it among the layer's channels, the
     class's own one included).
-    ``fitted``, when given, receives the fitted explainers (``"HINT (<saliency>)"``, ``"SeVec"``).
+    ``fitted``, when given, receives the fitted explainers (``"HINT (<saliency>)"``, ``"SeVec"``) and
+    AfI's channel importance per class (``"AfI"``, class → D weights).
     """
     model, layer, concepts = planted.model, planted.layer, planted.concepts
     saliencies = [saliency] if isinstance(saliency, str) else list(saliency)
@@ -102,7 +103,7 @@ def score_planted_model(planted: PlantedModel, samples: Sequence[Dict],
                for chunk in (samples[i : i + 32] for i in range(0, len(samples), 32))]
     dissected = netdissect_ranking(model, layer, batches, seed=seed)  # D x K
     n_channels = dissected.shape[0]
-    rows = []
+    rows, afi_weights = [], {}
     for k, concept in enumerate(concepts):
         leaves = planted.hierarchy.leaves_under(concept)
         images = images_of_class(samples, leaves, class_images)
@@ -124,8 +125,8 @@ def score_planted_model(planted: PlantedModel, samples: Sequence[Dict],
         else:
             errors["TCAV (CAV)"] = "samples: every sample holds the class; TCAV needs images without it"
         try:
-            rankings["AfI (channel importance)"] = afi_channel_importance(model, layer, images, leaves, seed,
-                                                                          occluder_iterations)
+            rankings["AfI (channel importance)"] = afi_weights[concept] = afi_channel_importance(
+                model, layer, images, leaves, seed, occluder_iterations)
         except ValueError as error:  # e.g. no image of the class is classified as it
             errors["AfI (channel importance)"] = str(error)
         targets = [(planted.planted_[k], "planted")] + [(channel, "multimodal") for channel, names
@@ -139,7 +140,7 @@ def score_planted_model(planted: PlantedModel, samples: Sequence[Dict],
                   "channels": n_channels, "target": target}
                  for channel, target in targets for method, scores in rankings.items()]
     if fitted is not None:
-        fitted.update({f"HINT ({name})": hint for name, hint in hints.items()}, SeVec=sevec)
+        fitted.update({f"HINT ({name})": hint for name, hint in hints.items()}, SeVec=sevec, AfI=afi_weights)
     return rows
 
 

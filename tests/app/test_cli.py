@@ -188,7 +188,8 @@ def test_ground_truth_writes_its_json_and_page(tmp_path, monkeypatch):
     monkeypatch.setenv("CAPTUM_HINT_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "truth"
     assert main(["ground-truth", "--variants", "bottleneck", "--seeds", "3", "--train-scenes", "48", "--epochs", "2",
-                 "--fit-scenes", "32", "--test-scenes", "32", "--occluder-iterations", "3", "--out", str(out)]) == 0
+                 "--fit-scenes", "32", "--test-scenes", "32", "--occluder-iterations", "3", "--retrain-permutations", "2",
+                 "--out", str(out)]) == 0
     data = json.loads((out / "ground_truth.json").read_text())
     (model,) = data["models"]
     assert (model["variant"], model["seed"]) == ("bottleneck", 3) and model["config"]["epochs"] == 2
@@ -209,5 +210,10 @@ def test_ground_truth_writes_its_json_and_page(tmp_path, monkeypatch):
         assert table_row["n"] == len(finite) and table_row["failed"] == len(ranks) - len(finite)
         if finite:
             assert table_row["mean_rank"] == pytest.approx(sum(finite) / len(finite))
+    assert data["settings"]["retrain_permutations"] == 2
+    localized = {row["method"] for row in model["localization"]}
+    assert {"SeVec semantic saliency", "gAP chosen children", "Grad-CAM", "centre Gaussian"} <= localized
+    assert ("AfI meta-detector" in localized) == all(
+        not math.isnan(r["rank"]) for r in model["ranks"] if r["method"] == "AfI (channel importance)")
     page = (out / "index.html").read_text()
     assert "examples_bottleneck_seed3.png" in page and (out / "examples_bottleneck_seed3.png").stat().st_size > 5_000

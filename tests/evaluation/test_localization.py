@@ -177,6 +177,20 @@ def test_evaluate_localization_rows(small_net, images):
     full = next(r for r in table if r["method"] == "full image")
     # a constant map: the box is the whole 8 x 8 image, IoU with the 4 x 4 object = 16/64 < 0.3 at every threshold
     assert full["maxboxacc_v2"] == 0 and full["pxap"] == pytest.approx(16 / 64)
+    # another explainer's maps, at half the images' resolution, are upsampled and scored alike
+    seen = []
+
+    def object_at_half_size(images, concept):
+        seen.append((len(images), concept))
+        half = torch.zeros(len(images), 1, 4, 4)
+        half[:, :, 1:3, 1:3] = 1.0
+        return half
+
+    rows = evaluate_localization(hint, samples, ["a", "b"], (0.2,), {"shapley": "shapley"}, baselines=False,
+                                 map_methods={"object": object_at_half_size})
+    assert seen == [(3, "a"), (3, "b")]
+    (exact,) = [r for r in localization_table(rows, rounds=200) if r["method"] == "object"]
+    assert exact["pxap"] == pytest.approx(1.0) and exact["maxboxacc_v2"] == 1.0
 
 
 def test_baselines_leave_a_train_mode_model_as_it_was(small_net, images):

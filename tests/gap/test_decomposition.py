@@ -5,8 +5,8 @@ import torch
 from torch import nn
 
 from captum_hint.attr import LayerActivationPropagation
-from captum_hint.gap import (EvidenceNode, HierarchicalDecomposition, chosen_channel_shares, label_with_concepts,
-                             load_tree, save_tree, select_children, stage_layers)
+from captum_hint.gap import (EvidenceNode, HierarchicalDecomposition, chosen_channel_shares, chosen_children_map,
+                             label_with_concepts, load_tree, save_tree, select_children, stage_layers)
 from nets import TwoStageNet
 
 
@@ -198,3 +198,15 @@ def test_chosen_channel_shares_average_the_trees_first_level(batch_size):
     got = chosen_channel_shares(net, "features.4", x, target=1, top_k=2, batch_size=batch_size)
     torch.testing.assert_close(got, expected)
     assert (expected > 0).sum() >= 2  # the case is not trivial
+
+
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_chosen_children_map_sums_the_trees_first_level_maps(batch_size):
+    x = torch.randn(5, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    net = TwoStageNet().eval()
+    trees = HierarchicalDecomposition(net, ["features.4"], input_shape=(3, 8, 8)).decompose(x, target=1, top_k=2)
+    expected = torch.stack([sum(child.activation_map for child in tree.children).clamp_min(0)[None]
+                            for tree in trees])
+    got = chosen_children_map(net, "features.4", x, target=1, top_k=2, batch_size=batch_size)
+    assert got.shape == (5, 1, *expected.shape[-2:])
+    torch.testing.assert_close(got, expected)

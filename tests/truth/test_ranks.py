@@ -47,7 +47,8 @@ def test_every_ranking_finds_channels_planted_by_construction():
     rows = score_planted_model(planted, samples, saliency=["gradient", "gradient_x_input"], random_seeds=(0, 1),
                                seed=0, fitted=fitted)
     ranks = {(r["method"], r["concept"]): r["rank"] for r in rows}
-    assert set(fitted) == {"HINT (gradient_x_input)", "SeVec"}
+    assert set(fitted) == {"HINT (gradient_x_input)", "SeVec", "AfI"}
+    assert set(fitted["AfI"]) == {"a", "b"} and fitted["AfI"]["a"].shape == (4,)
     for concept in ("a", "b"):
         for ranking in ("shapley", "coef", "shapley retrained"):
             (failed,) = [r for r in rows if r["method"] == f"HINT ({ranking}, gradient)" and r["concept"] == concept]
