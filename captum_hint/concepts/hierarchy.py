@@ -356,8 +356,17 @@ class ConceptHierarchy:
             concepts: K concepts.
         """
         leaves = self.leaf_indicator(labels)
-        membership = self.membership(concepts, leaves.device)
-        return (leaves.float() @ membership.T.float() > 0).float()
+        return self.under_concepts(leaves, self.membership(concepts, leaves.device)).float()
+
+    @staticmethod
+    def under_concepts(leaves: Tensor, membership: Tensor) -> Tensor:
+        """N x K booleans: image n is under concept k when one of its leaves is.
+
+        Args:
+            leaves: N x C booleans (:meth:`leaf_indicator`).
+            membership: K x C booleans (:meth:`membership`), built once by the caller.
+        """
+        return leaves.float() @ membership.T.float() > 0
 
     def concept_scores(self, logits: Tensor, concepts: Sequence[str]) -> Tensor:
         """N x K concept scores ``log sum_{leaves} softmax(logits)`` from N x C logits."""

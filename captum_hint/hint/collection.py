@@ -101,7 +101,7 @@ class _Batch:
             leaves = hierarchy.leaf_indicator(logits.argmax(1).cpu())
         else:
             leaves = hierarchy.leaf_indicator(torch.as_tensor(self.given)[first : first + len(logits)].cpu())
-        under = leaves.float() @ self.membership.T.float() > 0  # N x K
+        under = hierarchy.under_concepts(leaves, self.membership)  # N x K
         self.under_parts.append(under)
         if self.lead.saliency_target == "leaf":
             if not (leaves.sum(1) == 1).all():

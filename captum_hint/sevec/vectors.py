@@ -94,8 +94,7 @@ class SemanticVectors:
     def _under(self, labels: Tensor) -> Tensor:
         """N x K: image n counts for concept k (for every concept above any of its leaves)."""
         if self._membership is not None:
-            leaves = self.hierarchy.leaf_indicator(labels)
-            return leaves.float() @ self._membership.T.float() > 0
+            return self.hierarchy.under_concepts(self.hierarchy.leaf_indicator(labels), self._membership)
         if labels.dim() == 2:  # N x C leaf indicators
             if max(self.concepts_) >= labels.shape[1]:
                 raise ValueError(f"labels: expected a column for class {max(self.concepts_)}, got shape "
