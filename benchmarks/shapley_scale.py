@@ -12,9 +12,13 @@ sampler's time.
 Part 3 (``passes``): where one region block's time goes at that size (200
 permutations x 1280 neurons x 10 concepts), step by step, for the fast path
 before issue 20 (argsort-drawn orders; gather, cumsum, cat, sigmoid, diff and
-scatter each on a new P x R x K x C tensor; sums over the permutations) and
-now (Fisher-Yates orders; one buffer updated in place, the baseline's logit
-folded into the cumulative sum; the squares summed over regions too).
+scatter each on a new P x R x K x C tensor; sums over the permutations), the
+tensor path (one buffer updated in place, the baseline's logit folded into the
+cumulative sum; the squares summed over regions too; what a GPU runs) and the
+compiled walk a CPU runs (each gain added to its neuron's sum and square as
+the walk goes: no P x R x C x K tensor at all). Both draw their orders with
+the compiled Fisher-Yates; numpy's ``Generator.permuted``, which drew them
+before, is timed beside it.
 
     .venv/bin/python benchmarks/shapley_scale.py [scale|antithetic|passes|all] [--regions 2000 20000]
 """
@@ -25,6 +29,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import torch
 
 from captum_hint.hint.classifiers import ConceptClassifier
@@ -102,18 +107,27 @@ def passes(repeats=5):
     gains = step("old: diff", lambda: values.diff(dim=-1))
     scattered = step("old: scatter to neuron order", lambda: torch.empty_like(gains).scatter_(-1, index, gains))
     step("old: sum + squares over permutations", lambda: (scattered.sum(0), scattered.square().sum(0)))
-    # now: NeuronConceptShapley's draw and fast path, and the accumulation of _attribute_sampled
-    orders, _ = step("new: draw (Fisher-Yates)", lambda: shapley._draw(n_perm, 1, n_neurons, 0, True, generator))
-    gains = step("new: contributions, in place", lambda: shapley._contributions_fast(region, baselines, orders))
+    # the draw of the tensor path until the compiled walk: numpy's Generator.permuted over the last axis
+    shuffler = np.random.Generator(np.random.PCG64(0))
+    step("numpy draw (Generator.permuted)", lambda: shuffler.permuted(np.broadcast_to(np.arange(n_neurons), (n_perm, 1, n_neurons)), axis=-1))
+    # tensors: NeuronConceptShapley's draw and tensor fast path (the GPU's; the CPU's until the compiled walk)
+    orders, _ = step("tensors: draw (compiled Fisher-Yates)", lambda: shapley._draw(n_perm, 1, n_neurons, 0, generator))
+    gains = step("tensors: contributions, in place", lambda: shapley._contributions_fast(region, baselines, orders))
     index = orders[..., None].expand_as(gains)
-    neuron_order = step("new: scatter to neuron order", lambda: torch.empty_like(gains).scatter_(2, index, gains))
-    step("new: sum + squares over permutations", lambda: (neuron_order.sum(0), neuron_order.square().sum((0, 1))))
-    old = sum(v for k, v in times.items() if k.startswith("old"))
-    new = sum(v for k, v in times.items() if k.startswith("new"))
+    neuron_order = step("tensors: scatter to neuron order", lambda: torch.empty_like(gains).scatter_(2, index, gains))
+    step("tensors: sum + squares over permutations", lambda: (neuron_order.sum(0), neuron_order.square().sum((0, 1))))
+    # compiled: the same draw, then one walk that sums each gain and its square as it goes
+    times["compiled: draw (compiled Fisher-Yates)"] = times["tensors: draw (compiled Fisher-Yates)"]
+    step("compiled: walk, sums and squares", lambda: shapley._gain_sums_compiled(region, baselines, orders, False))
+    totals = {variant: sum(v for k, v in times.items() if k.startswith(variant)) for variant in ("old", "tensors", "compiled")}
+    # the tensor path as it was before the compiled draw
+    totals["tensors, numpy draw"] = (totals["tensors"] - times["tensors: draw (compiled Fisher-Yates)"]
+                                     + times["numpy draw (Generator.permuted)"])
     for name, ms in times.items():
         print(f"{name:<40} {ms:8.2f} ms")
     print(f"one block (1 region x {n_perm} permutations x {n_concepts} concepts x {n_neurons} neurons): "
-          f"old {old:.1f} ms, new {new:.1f} ms (x{old / new:.2f})")
+          + ", ".join(f"{k} {v:.1f} ms" for k, v in totals.items())
+          + "; x compiled: " + ", ".join(f"{k} x{v / totals['compiled']:.2f}" for k, v in totals.items()))
 
 
 def antithetic():

@@ -16,8 +16,10 @@ Paths:
 
 * fast (linear classifiers): walking a permutation adds ``alpha_d (r_d - r~_d)``
   to the logit, so all prefixes of a permutation come from one cumulative sum:
-  ``O(C)`` per permutation and region, vectorized over permutations, regions
-  and concepts;
+  ``O(C)`` per permutation and region. On a CPU one compiled walk (numba)
+  adds each gain to its neuron's sums as it goes, the permutations split over
+  threads; elsewhere (a GPU) the same sums come from tensor operations over
+  permutations, regions and concepts;
 * naive (any classifier callable, or ``fast=False``): re-evaluates the
   classifier on every prefix coalition, ``O(C^2)``;
 * ``retrain=True`` (the paper's variant): for each permutation, one classifier
@@ -32,8 +34,10 @@ seeds give equal results and the fast and naive paths see the same draws.
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Optional, Sequence, Tuple, Union
 
+import numba
 import numpy as np
 import torch
 from torch import Tensor
@@ -45,6 +49,131 @@ from .classifiers import IGNORE, ConceptClassifier
 __all__ = ["NeuronConceptShapley", "exact_shapley"]
 
 ClassifierLike = Union[ConceptClassifier, Sequence[ConceptClassifier], Callable[[Tensor], Tensor]]
+
+
+_U64 = np.uint64
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _splitmix64(state):
+    """(next state, 64 random bits): Steele, Lea and Flood's SplitMix64."""
+    state = state + _U64(0x9E3779B97F4A7C15)
+    bits = (state ^ (state >> _U64(30))) * _U64(0xBF58476D1CE4E5B9)
+    bits = (bits ^ (bits >> _U64(27))) * _U64(0x94D049BB133111EB)
+    return state, bits ^ (bits >> _U64(31))
+
+
+@numba.njit(cache=True, nogil=True)
+def _shuffled_orders(seeds, n_regions, n_neurons):
+    """P x R x C uniformly random orders of ``range(C)``: Fisher-Yates, permutation p's from ``seeds[p]``.
+
+    The index of each swap is Lemire's unbiased bounded draw. About 4 ns an
+    element here, where numpy's ``Generator.permuted`` over the last axis
+    takes about 30.
+    """
+    orders = np.empty((len(seeds), n_regions, n_neurons), np.int64)
+    low = _U64(0xFFFFFFFF)
+    for p in range(len(seeds)):
+        state = _U64(seeds[p])
+        for r in range(n_regions):
+            order = orders[p, r]
+            for i in range(n_neurons):
+                order[i] = i
+            for i in range(n_neurons - 1, 0, -1):
+                bound = _U64(i + 1)
+                state, bits = _splitmix64(state)
+                product = (bits >> _U64(32)) * bound  # its top 32 bits are the draw
+                if (product & low) < bound:  # rejection keeps the draw exactly uniform
+                    threshold = (_U64(0x100000000) - bound) % bound
+                    while (product & low) < threshold:
+                        state, bits = _splitmix64(state)
+                        product = (bits >> _U64(32)) * bound
+                j = product >> _U64(32)
+                order[i], order[j] = order[j], order[i]
+    return orders
+
+
+_F32 = np.float32
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
+def _sigmoid_float32(values, scratch):
+    """``values`` (float32) through the sigmoid in place; ``scratch``: as many int32.
+
+    ``exp`` is Cephes' single-precision polynomial (error under 2e-7 relative),
+    written out so that the loops compile to SIMD: the C library's ``expf``
+    is called one value at a time.
+    """
+    for i in range(values.shape[0]):
+        power = min(max(-values[i], _F32(-87.0)), _F32(88.0))
+        n = np.floor(power * _F32(1.44269504) + _F32(0.5))
+        r = power - n * _F32(0.693359375) + n * _F32(2.12194440e-4)  # power - n ln 2, in two parts
+        p = _F32(1.9875691500e-4) * r + _F32(1.3981999507e-3)
+        p = p * r + _F32(8.3334519073e-3)
+        p = p * r + _F32(4.1665795894e-2)
+        p = p * r + _F32(1.6666665459e-1)
+        p = p * r + _F32(5.0000001201e-1)
+        values[i] = p * r * r + r + _F32(1.0)  # exp(r)
+        scratch[i] = (np.int32(n) + np.int32(127)) << np.int32(23)  # the bits of the float 2^n
+    two_to_n = scratch.view(np.float32)
+    for i in range(values.shape[0]):
+        values[i] = _F32(1.0) / (_F32(1.0) + values[i] * two_to_n[i])
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _walk_orders(moves, orders, coef_t, start, first, stop, antithetic, total, square):
+    """Add the gains of permutations ``first:stop`` to ``total`` (r x C x K) and their squares to ``square`` (C x K).
+
+    ``moves`` (P x r x C): each neuron's move from its baseline; ``orders``
+    (P x r x C); ``coef_t`` (C x K); ``start`` (P x r x K): the logits with
+    every neuron at its baseline. With ``antithetic`` each order is walked
+    forwards and backwards and a neuron's gain is the mean of the two. The
+    logit is summed in float64 and rounded to the input's precision, as
+    torch's ``cumsum`` does; float32 goes through :func:`_sigmoid_float32`,
+    float64 through the C library.
+    """
+    n_regions = moves.shape[1]
+    n_neurons, n_concepts = coef_t.shape
+    logit = np.empty(n_concepts, np.float64)
+    values = np.empty(((n_neurons + 1) * n_concepts,), start.dtype)  # after each prefix of the walk, by position
+    prefix = values.reshape((n_neurons + 1, n_concepts))
+    scratch = np.empty(values.shape[0], np.int32)
+    pair = np.empty((n_neurons, n_concepts), np.float64)  # antithetic: the forward walk's gains, by neuron
+    for p in range(first, stop):
+        for i in range(n_regions):
+            for backwards in range(2 if antithetic else 1):
+                walk = orders[p, i, ::-1] if backwards else orders[p, i]
+                neuron_moves = moves[p, i]
+                prefix[0] = start[p, i]
+                for k in range(n_concepts):  # torch adds the start to the first step in the input's precision
+                    prefix[1, k] = coef_t[walk[0], k] * neuron_moves[walk[0]] + start[p, i, k]
+                    logit[k] = prefix[1, k]
+                for j in range(1, n_neurons):
+                    move = neuron_moves[walk[j]]
+                    steps = coef_t[walk[j]]
+                    for k in range(n_concepts):
+                        logit[k] += steps[k] * move
+                        prefix[j + 1, k] = logit[k]
+                if values.itemsize == 4:
+                    _sigmoid_float32(values, scratch)
+                else:
+                    for m in range(values.shape[0]):
+                        values[m] = 1.0 / (1.0 + np.exp(-values[m]))
+                if antithetic and not backwards:  # keep the gains until the reverse walk
+                    for j in range(n_neurons):
+                        kept = pair[walk[j]]
+                        for k in range(n_concepts):
+                            kept[k] = prefix[j + 1, k] - prefix[j, k]
+                    continue
+                for j in range(n_neurons):
+                    neuron = walk[j]
+                    summed, squared, kept = total[i, neuron], square[neuron], pair[neuron]
+                    for k in range(n_concepts):
+                        gain = np.float64(prefix[j + 1, k] - prefix[j, k])
+                        if antithetic:
+                            gain = 0.5 * (kept[k] + gain)
+                        summed[k] += gain
+                        squared[k] += gain * gain
 
 
 def _as_linear(classifiers) -> Optional[Tuple[Tensor, Tensor]]:
@@ -134,16 +263,14 @@ class NeuronConceptShapley:
 
     # ------------------------------------------------------------------ draws
     @staticmethod
-    def _draw(n_perm: int, n_regions: int, n_neurons: int, pool_size: int, per_region: bool, generator,
-              device=None):
-        """Random neuron orders (P x R x C, or P x 1 x C shared) and baseline rows (P x R), drawn on the CPU.
+    def _draw(n_perm: int, n_regions: int, n_neurons: int, pool_size: int, generator, device=None):
+        """Random neuron orders (P x R x C) and baseline rows (P x R), drawn on the CPU from ``generator``.
 
-        Orders are shuffled by numpy's Fisher-Yates (linear time; argsorting
-        random keys costs a sort per order), seeded from ``generator``.
+        Each permutation's orders are shuffled from its own seed
+        (:func:`_shuffled_orders`), so every path sees the same orders.
         """
-        shape = (n_perm, n_regions if per_region else 1, n_neurons)
-        shuffler = np.random.Generator(np.random.PCG64(int(torch.randint(2**62, (1,), generator=generator))))
-        orders = torch.from_numpy(shuffler.permuted(np.broadcast_to(np.arange(n_neurons), shape), axis=-1)).to(device)
+        seeds = torch.randint(2**62, (n_perm,), generator=generator).numpy()
+        orders = torch.from_numpy(_shuffled_orders(seeds, n_regions, n_neurons)).to(device)
         rows = torch.randint(pool_size, (n_perm, n_regions), generator=generator).to(device) if pool_size else None
         return orders, rows
 
@@ -180,6 +307,52 @@ class NeuronConceptShapley:
         member = rank[:, :, None, :] < sizes[None, None, :, None]  # P x R x (C+1) x C
         inputs = torch.where(member, regions[None, :, None, :], baselines[:, :, None, :])
         return self._value(inputs).diff(dim=2)  # P x R x C x K: the gain at each position
+
+    def _gain_sums(self, regions: Tensor, baselines: Tensor, orders: Tensor, antithetic: bool,
+                   path: str) -> Tuple[Tensor, Tensor]:
+        """Each neuron's gains summed over the permutations per region (r x C x K), and their squares summed (C x K).
+
+        ``path``: ``"compiled"`` (linear classifiers, float32/64 on a CPU),
+        ``"tensors"`` (linear classifiers, any device) or ``"naive"``. With
+        ``antithetic`` each order also runs reversed on the same baselines,
+        and a neuron's gain is the mean over the pair.
+        """
+        if path == "compiled":
+            return self._gain_sums_compiled(regions, baselines, orders, antithetic)
+        both = torch.cat([orders, orders.flip(-1)]) if antithetic else orders
+        paired = torch.cat([baselines, baselines]) if antithetic else baselines
+        contributions = self._contributions_fast if path == "tensors" else self._contributions_naive
+        gains = contributions(regions, paired, both)  # P x r x C x K, permutation order
+        if antithetic:  # a reversed order's position j is its pair's position C - 1 - j
+            half = len(orders)
+            gains = gains[:half].add_(gains[half:].flip(2)).mul_(0.5)
+        # back to neuron order (a scatter is several times faster than index_add_ on a CPU)
+        gains = torch.empty_like(gains).scatter_(2, orders[..., None].expand_as(gains), gains)
+        return gains.sum(0), gains.square_().sum((0, 1))
+
+    def _gain_sums_compiled(self, regions: Tensor, baselines: Tensor, orders: Tensor,
+                            antithetic: bool) -> Tuple[Tensor, Tensor]:
+        """:meth:`_gain_sums` of the fast path in one compiled walk, the permutations split over torch's threads."""
+        coef, intercept = (t.to(regions) for t in self._linear)
+        start = (baselines @ coef.T + intercept).numpy()  # P x r x K: every neuron at its baseline
+        moves = (regions - baselines).numpy()
+        orders = np.ascontiguousarray(orders.expand(len(baselines), len(regions), -1).numpy())
+        coef_t = coef.T.contiguous().numpy()
+        workers = max(1, min(torch.get_num_threads(), len(orders)))
+        total = np.zeros((workers, *moves.shape[1:], len(coef)))
+        square = np.zeros((workers, *coef_t.shape))
+        bounds = np.linspace(0, len(orders), workers + 1).astype(int)
+
+        def walk(worker: int) -> None:
+            _walk_orders(moves, orders, coef_t, start, bounds[worker], bounds[worker + 1], antithetic,
+                         total[worker], square[worker])
+
+        if workers == 1:
+            walk(0)
+        else:
+            with ThreadPoolExecutor(workers) as threads:
+                list(threads.map(walk, range(workers)))
+        return (torch.from_numpy(total.sum(0)).to(regions.dtype), torch.from_numpy(square.sum(0)).to(regions.dtype))
 
     # ------------------------------------------------------------------ main
     def attribute(
@@ -308,7 +481,8 @@ class NeuronConceptShapley:
         n_regions, n_neurons = regions.shape
         n_concepts = self._linear[0].shape[0] if self._linear is not None else self._value(regions[:1]).shape[-1]
         use_fast = fast and self._linear is not None
-        contributions = self._contributions_fast if use_fast else self._contributions_naive
+        compiled = regions.device.type == "cpu" and regions.dtype in (torch.float32, torch.float64)
+        path = ("compiled" if compiled else "tensors") if use_fast else "naive"
         # Draws are taken per block of regions sized by the fast path's cost, so
         # both paths see the same draws; the naive path computes in sub-blocks.
         rows_per_block = max(1, chunk_elements // (n_neurons * n_concepts * n_perm))
@@ -327,23 +501,15 @@ class NeuronConceptShapley:
             square_sum = regions.new_zeros(n_neurons, n_concepts)  # summed over the block's regions too
             done = 0  # sampling units: permutations, or antithetic pairs of them
             while True:
-                orders, rows = self._draw(half, size, n_neurons, len(pool) if fixed is None else 0, True, generator,
+                orders, rows = self._draw(half, size, n_neurons, len(pool) if fixed is None else 0, generator,
                                           regions.device)
-                if antithetic:  # each order and its reverse, on the same baseline rows
-                    rows = None if rows is None else torch.cat([rows, rows])
                 for start in range(0, size, rows_per_chunk):
                     part = slice(start, start + rows_per_chunk)
                     chunk = regions[block + start : block + min(start + rows_per_chunk, size)]
-                    chunk_orders = orders[:, part]
-                    both = torch.cat([chunk_orders, chunk_orders.flip(-1)]) if antithetic else chunk_orders
-                    baselines = pool[rows[:, part]] if fixed is None else fixed.expand(len(both), len(chunk), n_neurons)
-                    gains = contributions(chunk, baselines, both)  # P x r x C x K, permutation order
-                    if antithetic:  # a reversed order's position j is its pair's position C - 1 - j
-                        gains = gains[:half].add_(gains[half:].flip(2)).mul_(0.5)
-                    # back to neuron order (a scatter is several times faster than index_add_ on a CPU)
-                    gains = torch.empty_like(gains).scatter_(2, chunk_orders[..., None].expand_as(gains), gains)
-                    total[start : start + len(chunk)] += gains.sum(0)
-                    square_sum += gains.square_().sum((0, 1))
+                    baselines = pool[rows[:, part]] if fixed is None else fixed.expand(half, len(chunk), n_neurons)
+                    chunk_total, chunk_square = self._gain_sums(chunk, baselines, orders[:, part], antithetic, path)
+                    total[start : start + len(chunk)] += chunk_total
+                    square_sum += chunk_square
                 done += half
                 mean = total / done
                 # the block's summed per-region variances of the sampling units (unbiased)
@@ -374,7 +540,7 @@ class NeuronConceptShapley:
         total = regions.new_zeros(n_regions, n_concepts, n_neurons)
         per_permutation = []
         for _ in tqdm(range(n_perm), desc="Shapley (retrained)", disable=not progress, leave=False):
-            order, _ = self._draw(1, 1, n_neurons, 0, False, generator, regions.device)
+            order, _ = self._draw(1, 1, n_neurons, 0, generator, regions.device)
             rank = order[0, 0].argsort()
             member = (rank[None, :] < torch.arange(n_neurons + 1, device=regions.device)[:, None]).to(regions.dtype)  # (C+1) x C
             train_rows = torch.randint(len(pool), (len(features),), generator=generator).to(regions.device) if fixed is None else None
