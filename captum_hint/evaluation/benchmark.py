@@ -25,8 +25,8 @@ from ..core.checks import check_finite, check_fraction, check_positive_int
 from ..core.model_state import evaluation_mode
 from .baselines import center_gaussian_maps, full_image_maps, gradcam_pass
 from .metrics import (MAXBOXACC_V2_IOUS, WSOL_THRESHOLDS, box_ious_over_thresholds, boxes_to_masks,
-                      energy_pointing_game, mask_area, mask_coverage, mask_iou, mass_share, max_box_accuracy,
-                      normalize_maps, pixel_average_precision, pixel_histograms, pointing_game)
+                      energy_pointing_game, max_box_accuracy, pixel_average_precision, pointing_game)
+from .pixels import pixel_figures
 from .statistics import bootstrap_statistic, bootstrap_weights
 
 __all__ = ["concept_ground_truth", "other_objects", "localization_record", "merge_records", "summarize_record",
@@ -116,30 +116,31 @@ def localization_record(maps: Tensor, gt_masks: Tensor, gt_boxes: Sequence[Tenso
 
 def _record(maps: Tensor, truth: _Truth, thresholds: Sequence[float] = WSOL_THRESHOLDS, threshold: float = 0.5,
             energy: float = 0.3, tolerance: float = 15.0, bins: int = 100) -> Record:
-    check_fraction("threshold", threshold, allow_one=False)
     has_mask = truth.has_mask
     nan = torch.full((len(maps),), math.nan)
-    scaled = normalize_maps(maps)  # once for every metric below
+    # the scaled maps and every per-pixel figure from one pass over each map
+    pixels = pixel_figures(maps, truth.masks, truth.other_masks, threshold, bins)
+    scaled = pixels.scaled
     # the sweep and the one-threshold box from the same pass over each map
     ious = box_ious_over_thresholds(scaled, truth.boxes, [*thresholds, threshold], scaled=True)
     hits = ious[:, -1] >= 0.5
     record = {
         "box_hits": ious[:, :-1, None] >= torch.tensor(MAXBOXACC_V2_IOUS),
-        "pixels": pixel_histograms(scaled, truth.masks, bins, scaled=True) * has_mask[:, None, None],
+        "pixels": pixels.histograms * has_mask[:, None, None],
         "pointing_15px": pointing_game(maps, truth.point_masks, tolerance).float(),
         "pointing_strict": pointing_game(maps, truth.point_masks, 0.0).float(),
         "energy_pointing": energy_pointing_game(scaled, truth.boxes, energy, scaled=True,
                                                 box_masks=truth.box_masks).float(),
-        "hint_pointing": torch.where(has_mask, mask_coverage(scaled, truth.masks, threshold, scaled=True).float(), nan),
-        "hint_iou": torch.where(has_mask, mask_iou(scaled, truth.masks, threshold, scaled=True).float(), nan),
+        "hint_pointing": torch.where(has_mask, pixels.coverage, nan),
+        "hint_iou": torch.where(has_mask, pixels.iou, nan),
         "loc_acc": hits.float(),
         "loc_acc_top1": (hits & truth.correct).float() if truth.correct is not None else nan.clone(),
-        "mask_area": mask_area(scaled, threshold, scaled=True),
+        "mask_area": pixels.area,
         "off_target_mass": nan.clone(),
     }
     if truth.other_masks is not None:
         scored = truth.other_masks.flatten(1).any(1)
-        record["off_target_mass"] = torch.where(scored, mass_share(scaled, truth.other_masks, scaled=True), nan)
+        record["off_target_mass"] = torch.where(scored, pixels.other_share, nan)
     return record
 
 
