@@ -126,11 +126,12 @@ def _walk_orders(moves, orders, coef_t, start, first, stop, antithetic, total, s
 
     ``moves`` (P x r x C): each neuron's move from its baseline; ``orders``
     (P x r x C); ``coef_t`` (C x K); ``start`` (P x r x K): the logits with
-    every neuron at its baseline. With ``antithetic`` each order is walked
-    forwards and backwards and a neuron's gain is the mean of the two. The
-    logit is summed in float64 and rounded to the input's precision, as
-    torch's ``cumsum`` does; float32 goes through :func:`_sigmoid_float32`,
-    float64 through the C library.
+    every neuron at its baseline; all float32. With ``antithetic`` each order
+    is walked forwards and backwards and a neuron's gain is the mean of the
+    two. The logit is summed in float64 and rounded to float32, as torch's
+    ``cumsum`` does, then goes through :func:`_sigmoid_float32`. (float64
+    inputs take the tensor path: a float64 variant of this kernel took
+    several seconds more to compile than it saved.)
     """
     n_regions = moves.shape[1]
     n_neurons, n_concepts = coef_t.shape
@@ -154,11 +155,7 @@ def _walk_orders(moves, orders, coef_t, start, first, stop, antithetic, total, s
                     for k in range(n_concepts):
                         logit[k] += steps[k] * move
                         prefix[j + 1, k] = logit[k]
-                if values.itemsize == 4:
-                    _sigmoid_float32(values, scratch)
-                else:
-                    for m in range(values.shape[0]):
-                        values[m] = 1.0 / (1.0 + np.exp(-values[m]))
+                _sigmoid_float32(values, scratch)
                 if antithetic and not backwards:  # keep the gains until the reverse walk
                     for j in range(n_neurons):
                         kept = pair[walk[j]]
@@ -312,7 +309,7 @@ class NeuronConceptShapley:
                    path: str) -> Tuple[Tensor, Tensor]:
         """Each neuron's gains summed over the permutations per region (r x C x K), and their squares summed (C x K).
 
-        ``path``: ``"compiled"`` (linear classifiers, float32/64 on a CPU),
+        ``path``: ``"compiled"`` (linear classifiers, float32 on a CPU),
         ``"tensors"`` (linear classifiers, any device) or ``"naive"``. With
         ``antithetic`` each order also runs reversed on the same baselines,
         and a neuron's gain is the mean over the pair.
@@ -481,7 +478,7 @@ class NeuronConceptShapley:
         n_regions, n_neurons = regions.shape
         n_concepts = self._linear[0].shape[0] if self._linear is not None else self._value(regions[:1]).shape[-1]
         use_fast = fast and self._linear is not None
-        compiled = regions.device.type == "cpu" and regions.dtype in (torch.float32, torch.float64)
+        compiled = regions.device.type == "cpu" and regions.dtype == torch.float32
         path = ("compiled" if compiled else "tensors") if use_fast else "naive"
         # Draws are taken per block of regions sized by the fast path's cost, so
         # both paths see the same draws; the naive path computes in sub-blocks.

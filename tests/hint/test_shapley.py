@@ -254,10 +254,10 @@ def test_antithetic_orders_halve_the_error_at_equal_permutations():
         shapley.attribute(regions, n_permutations=5, antithetic=True)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("antithetic", [False, True])
 @pytest.mark.parametrize("baseline", ["marginal", "fixed"])
-def test_compiled_walk_equals_the_tensor_and_naive_paths(dtype, antithetic, baseline):
+def test_compiled_walk_equals_the_tensor_and_naive_paths(antithetic, baseline):
+    dtype = torch.float32  # the compiled walk's precision (float64 takes the tensor path)
     generator = torch.Generator().manual_seed(3)
     n_perm, n_regions, n_neurons = 6, 4, 30
     regions = torch.randn(n_regions, n_neurons, generator=generator, dtype=dtype)
@@ -270,7 +270,7 @@ def test_compiled_walk_equals_the_tensor_and_naive_paths(dtype, antithetic, base
     baselines = pool[rows] if baseline == "marginal" else pool[0].expand(n_perm, n_regions, n_neurons)
     sums = {path: shapley._gain_sums(regions, baselines, orders, antithetic, path)
             for path in ("compiled", "tensors", "naive")}
-    tolerance = {"rtol": 1e-4, "atol": 1e-5} if dtype == torch.float32 else {"rtol": 1e-12, "atol": 1e-12}
+    tolerance = {"rtol": 1e-4, "atol": 1e-5}
     for path in ("tensors", "naive"):
         for compiled, other in zip(sums["compiled"], sums[path]):
             assert compiled.dtype == dtype and compiled.shape == other.shape
