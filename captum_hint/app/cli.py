@@ -292,8 +292,7 @@ def concept_scenes(hierarchy, concept: str, n: int, seed: int, exclude: bool = F
     paths = tuple(row["path"] for row in stamp_table() if (row["label"] in leaves) != exclude)
     if not paths:
         raise ValueError(f"--class: no stamp photo shows {concept}")
-    scenes = StampScenes("train", n, objects=(1, 1), seed=seed, categories=paths, test_fraction=0.0)
-    return [scenes[i] for i in range(len(scenes))]
+    return list(StampScenes("train", n, objects=(1, 1), seed=seed, categories=paths, test_fraction=0.0))
 
 
 def afi(args) -> int:

@@ -125,7 +125,7 @@ def run_demo(args) -> int:
     hierarchy = ConceptHierarchy.imagenet()
     train = StampScenes("train", args.train_scenes, objects=(1, 1), seed=args.seed, **DEMO_SCENES)
     test = StampScenes("test", args.test_scenes, objects=(1, 3), seed=args.seed + 1, **DEMO_SCENES)
-    train_samples, test_samples = [train[i] for i in range(len(train))], [test[i] for i in range(len(test))]
+    train_samples, test_samples = list(train), list(test)  # rendered a few at a time in threads
     loader = DataLoader(train_samples, batch_size=16, collate_fn=collate_samples)
     _say(f"{len(train)} training scenes from {len(train.stamps)} stamps (+{len(train.distractor_stamps)} distractor "
          f"stamps), {len(test)} test scenes from {len(test.stamps)} other stamps")

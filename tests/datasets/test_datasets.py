@@ -51,6 +51,15 @@ def test_stamp_scenes_are_deterministic(scenes):
     assert not all(torch.equal(a["image"], b["image"]) for a, b in zip(scenes, other))
 
 
+def test_iterating_scenes_in_threads_equals_indexing():
+    scenes = StampScenes("train", n_scenes=11, objects=(1, 3), size=64, seed=5)  # more than the look-ahead
+    iterated, indexed = list(scenes), [scenes[i] for i in range(len(scenes))]
+    assert len(iterated) == 11
+    for a, b in zip(iterated, indexed):
+        assert a.keys() == b.keys()
+        assert all(torch.equal(a[key], b[key]) if torch.is_tensor(a[key]) else a[key] == b[key] for key in a)
+
+
 def test_stamp_split_is_by_stamp():
     train, test = StampScenes("train", 1), StampScenes("test", 1)
     train_paths, test_paths = {s["path"] for s in train.stamps}, {s["path"] for s in test.stamps}
