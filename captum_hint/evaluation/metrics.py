@@ -90,9 +90,9 @@ def _check_maps(maps: Tensor) -> None:
         raise ValueError(f"maps: expected N x 1 x H x W, got {shape}")
 
 
-def _check_masks(maps: Tensor, gt_masks: Tensor) -> None:
+def _check_masks(maps: Tensor, gt_masks: Tensor, name: str = "gt_masks") -> None:
     if gt_masks.shape != (maps.shape[0], *maps.shape[2:]):
-        raise ValueError(f"gt_masks: expected {(maps.shape[0], *maps.shape[2:])} like maps, got {tuple(gt_masks.shape)}")
+        raise ValueError(f"{name}: expected {(maps.shape[0], *maps.shape[2:])} like maps, got {tuple(gt_masks.shape)}")
 
 
 def _component_boxes(scaled: np.ndarray, thresholds: Sequence[float]) -> Tensor:

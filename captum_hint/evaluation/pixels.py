@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from ..core.checks import check_finite, check_fraction, check_positive_int
+from .metrics import _check_maps, _check_masks
 
 __all__ = ["PixelFigures", "pixel_figures"]
 
@@ -99,12 +100,10 @@ def pixel_figures(maps: Tensor, gt_masks: Tensor, other_masks: Optional[Tensor] 
         bins: PxAP's score bins.
         workers: threads sharing the maps (default: torch's intra-op count).
     """
-    if not isinstance(maps, Tensor) or maps.dim() != 4 or maps.shape[1] != 1:
-        shape = tuple(maps.shape) if isinstance(maps, Tensor) else type(maps).__name__
-        raise ValueError(f"maps: expected N x 1 x H x W, got {shape}")
-    for name, masks in (("gt_masks", gt_masks), ("other_masks", other_masks)):
-        if masks is not None and masks.shape != (maps.shape[0], *maps.shape[2:]):
-            raise ValueError(f"{name}: expected {(maps.shape[0], *maps.shape[2:])} like maps, got {tuple(masks.shape)}")
+    _check_maps(maps)
+    _check_masks(maps, gt_masks)
+    if other_masks is not None:
+        _check_masks(maps, other_masks, "other_masks")
     check_fraction("threshold", threshold, allow_one=False)
     check_positive_int("bins", bins)
     check_finite("maps", maps)
