@@ -42,13 +42,14 @@ from captum_hint.hint import HINT
 REPOSITORY = Path(__file__).resolve().parents[1]
 
 
-def reference_metrics(commit):
-    """The metrics module of ``commit``, imported inside the package so its relative imports resolve."""
-    source = subprocess.run(["git", "show", f"{commit}:captum_hint/evaluation/metrics.py"], cwd=REPOSITORY,
+def reference_module(commit, path="captum_hint/evaluation/metrics.py"):
+    """The module at ``path`` as it was at ``commit``, imported inside its package so its relative imports resolve."""
+    source = subprocess.run(["git", "show", f"{commit}:{path}"], cwd=REPOSITORY,
                             capture_output=True, text=True, check=True).stdout
-    path = Path(tempfile.mkdtemp()) / "reference_metrics.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location("captum_hint.evaluation._reference_metrics", path)
+    package, name = path[:-3].replace("/", ".").rsplit(".", 1)
+    file = Path(tempfile.mkdtemp()) / f"reference_{name}.py"
+    file.write_text(source)
+    spec = importlib.util.spec_from_file_location(f"{package}._reference_{name}", file)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
@@ -101,7 +102,7 @@ def demo_maps(hint, samples, concept, gradcam_layer):
 
 def main(hint_path, commit):
     torch.set_num_threads(2)
-    old = reference_metrics(commit)
+    old = reference_module(commit)
     spec = load_model("efficientnet-lite0")
     hierarchy = ConceptHierarchy.imagenet()
     test = StampScenes("test", 96, objects=(1, 3), seed=1, **DEMO_SCENES)

@@ -104,14 +104,16 @@ def full_image_maps(n: int, size: Sequence[int]) -> Tensor:
 
 
 def conductance_ranking(model: nn.Module, layer, images: Tensor, leaves: Sequence[int], n_steps: int = 8,
-                        batch_size: int = 8) -> Tensor:
+                        batch_size: int = 2) -> Tensor:
     """A neuron ranking from Captum's ``LayerConductance`` for a concept: D scores.
 
     Conductance of each channel, summed over positions and averaged over the
-    images; ``batch_size`` images per call, their ``n_steps`` points two at a
-    time (Captum's ``internal_batch_size``, which must hold two steps for
-    conductance's finite differences), which bounds memory and is faster on
-    a CPU than one wide batch.
+    images. Each call takes ``batch_size`` images with all their
+    ``n_steps + 1`` path points in one pass, which bounds memory. Captum's
+    ``internal_batch_size`` is not used: for conductance's finite
+    differences it evaluates each chunk's last point again in the next
+    chunk, so two steps a chunk cost 16 points for 9 (1.6-2x the time here,
+    equal values).
     """
     check_positive_int("n_steps", n_steps)
     check_positive_int("batch_size", batch_size)
@@ -119,8 +121,7 @@ def conductance_ranking(model: nn.Module, layer, images: Tensor, leaves: Sequenc
     total = None
     with evaluation_mode(model, "conductance_ranking"):
         for start in range(0, len(images), batch_size):
-            chunk = images[start : start + batch_size]
-            conductance = method.attribute(chunk, target=0, n_steps=n_steps, internal_batch_size=2 * len(chunk))
+            conductance = method.attribute(images[start : start + batch_size], target=0, n_steps=n_steps)
             summed = conductance.detach().sum(dim=(2, 3)).sum(0)
             total = summed if total is None else total + summed
     return (total / len(images)).cpu()

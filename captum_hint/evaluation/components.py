@@ -20,12 +20,11 @@ ties going to the component whose first pixel comes later in raster order
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
 
 import numba
 import numpy as np
-import torch
+from ..core.threads import map_row_ranges
 
 __all__ = ["largest_component_boxes_by_level"]
 
@@ -167,9 +166,5 @@ def largest_component_boxes_by_level(scaled: np.ndarray, grid: np.ndarray, worke
     grid = np.asarray(grid, dtype=scaled.dtype)
     if grid.ndim != 1 or len(grid) == 0 or (np.diff(grid) <= 0).any():
         raise ValueError(f"grid: expected increasing thresholds, got {grid}")
-    workers = max(1, min(workers or torch.get_num_threads(), len(scaled)))
-    if workers == 1:
-        return _boxes_by_level(scaled, grid)
-    with ThreadPoolExecutor(workers) as pool:
-        return np.concatenate(list(pool.map(lambda part: _boxes_by_level(part, grid),
-                                            np.array_split(scaled, workers))))
+    return np.concatenate(map_row_ranges(lambda start, stop: _boxes_by_level(scaled[start:stop], grid), len(scaled),
+                                         workers))

@@ -34,7 +34,6 @@ selectivity: how much of the *animal* map lies on vehicles).
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
 from typing import Optional, Sequence
 
 import numpy as np
@@ -43,6 +42,7 @@ from torch import Tensor
 
 from ..core.boxes import box_iou
 from ..core.checks import check_finite, check_fraction, check_number, check_positive_int
+from ..core.threads import map_row_ranges
 from .components import largest_component_boxes_by_level
 
 __all__ = [
@@ -312,9 +312,8 @@ def energy_pointing_game(maps: Tensor, gt_boxes: Sequence[Tensor], energy: float
     # numpy's sort is SIMD-vectorized, several times faster than torch's on a CPU, and releases the GIL,
     # so threads share the maps; the sums are torch's
     values = weights.numpy()
-    workers = max(1, min(torch.get_num_threads(), len(values)))
-    with ThreadPoolExecutor(workers) as pool:
-        descending = torch.from_numpy(np.concatenate(list(pool.map(_sorted_descending, np.array_split(values, workers)))))
+    descending = torch.from_numpy(np.concatenate(
+        map_row_ranges(lambda start, stop: _sorted_descending(values[start:stop]), len(values))))
     cumulative = descending.cumsum(1)
     n_keep = (cumulative < energy * cumulative[:, -1:]).sum(1) + 1
     last = descending.gather(1, (n_keep - 1)[:, None])[:, 0]  # the smallest value kept

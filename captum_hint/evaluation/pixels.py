@@ -17,7 +17,6 @@ float32 rounding (its sums run in float64 here, in torch's order there).
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple, Optional
 
 import numba
@@ -26,6 +25,7 @@ import torch
 from torch import Tensor
 
 from ..core.checks import check_finite, check_fraction, check_positive_int
+from ..core.threads import map_row_ranges
 from .metrics import _check_maps, _check_masks
 
 __all__ = ["PixelFigures", "pixel_figures"]
@@ -116,15 +116,8 @@ def pixel_figures(maps: Tensor, gt_masks: Tensor, other_masks: Optional[Tensor] 
     histograms = np.zeros((n, 2, bins), np.int64)
     counts = np.empty((n, 3), np.int64)  # inside the object, predicted, object pixels
     masses = np.empty((n, 2), np.float64)  # all, on other objects
-    workers = max(1, min(workers or torch.get_num_threads(), n))
-    bounds = np.linspace(0, n, workers + 1).astype(int)
-
-    def run(part: int) -> None:
-        _pass(flat, objects, others, bins, _F32(threshold), bounds[part], bounds[part + 1], scaled, histograms,
-              counts, masses)
-
-    with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(run, range(workers)))
+    map_row_ranges(lambda start, stop: _pass(flat, objects, others, bins, _F32(threshold), start, stop, scaled,
+                                             histograms, counts, masses), n, workers)
     inside, predicted, object_pixels = (torch.from_numpy(counts[:, i]).float() for i in range(3))
     union = predicted + object_pixels - inside
     total, on_others = (torch.from_numpy(masses[:, i]).float() for i in range(2))

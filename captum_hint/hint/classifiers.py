@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from typing import Any, Dict, List, Optional, Sequence
 
+import numpy as np
 import torch
 from captum.concept._utils.classifier import Classifier
 from torch import Tensor
@@ -202,7 +203,7 @@ def _score_holdout(classifiers, features: Tensor, targets: Tensor, held_rows: Te
     (for regions: how much background each image contributes); ROC-AUC and
     balanced accuracy do not.
     """
-    from sklearn.metrics import average_precision_score, balanced_accuracy_score, roc_auc_score
+    from sklearn.metrics import average_precision_score, roc_auc_score
 
     if len(held_rows) == 0:
         return
@@ -211,14 +212,28 @@ def _score_holdout(classifiers, features: Tensor, targets: Tensor, held_rows: Te
     logits = torch.cat([features[held_rows[s : s + 8192]].float() @ coef + intercept
                         for s in range(0, len(held_rows), 8192)])
     actual = targets[held_rows]
-    for k, classifier in enumerate(classifiers):  # one scikit-learn call per concept
-        scored = actual[:, k] != IGNORE
-        truth, score = (actual[scored, k] == 1).numpy(), logits[scored, k].numpy()
-        classifier.f1_ = f1_score(torch.from_numpy(score > 0), torch.from_numpy(truth))
-        if 0 < truth.sum() < len(truth):
-            classifier.roc_auc_ = float(roc_auc_score(truth, score))
-            classifier.average_precision_ = float(average_precision_score(truth, score))
-            classifier.balanced_accuracy_ = float(balanced_accuracy_score(truth, score > 0))
+    # classifiers of one concept (HINT's localizers) share their target column: one scikit-learn call per
+    # metric for each distinct column, each classifier a column of a multilabel problem
+    columns, column_of = actual.unique(dim=1, return_inverse=True)
+    for c in range(columns.shape[1]):
+        members = (column_of == c).nonzero().flatten()
+        scored = columns[:, c] != IGNORE
+        truth = (columns[scored, c] == 1).numpy()
+        score = logits[scored][:, members].numpy()
+        for classifier, column in zip((classifiers[k] for k in members.tolist()), score.T):
+            classifier.f1_ = f1_score(torch.from_numpy(column > 0), torch.from_numpy(truth))
+        if not 0 < truth.sum() < len(truth):
+            continue
+        labels = np.repeat(truth[:, None], len(members), 1)
+        predicted = score > 0
+        figures = {"roc_auc_": roc_auc_score(labels, score, average=None),
+                   "average_precision_": average_precision_score(labels, score, average=None),
+                   # balanced accuracy of a binary problem: the mean recall of its two classes
+                   "balanced_accuracy_": ((predicted & labels).sum(0) / labels.sum(0)
+                                          + (~predicted & ~labels).sum(0) / (~labels).sum(0)) / 2}
+        for i, k in enumerate(members.tolist()):
+            for name, values in figures.items():
+                setattr(classifiers[k], name, float(np.atleast_1d(values)[i]))  # one column: a float
 
 
 class ConceptClassifier(Classifier):

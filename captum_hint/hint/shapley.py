@@ -34,7 +34,6 @@ seeds give equal results and the fast and naive paths see the same draws.
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Optional, Sequence, Tuple, Union
 
 import numba
@@ -44,6 +43,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..core.checks import check_finite, check_number, check_positive_int
+from ..core.threads import map_row_ranges
 from .classifiers import IGNORE, ConceptClassifier
 
 __all__ = ["NeuronConceptShapley", "exact_shapley"]
@@ -335,21 +335,15 @@ class NeuronConceptShapley:
         moves = (regions - baselines).numpy()
         orders = np.ascontiguousarray(orders.expand(len(baselines), len(regions), -1).numpy())
         coef_t = coef.T.contiguous().numpy()
-        workers = max(1, min(torch.get_num_threads(), len(orders)))
-        total = np.zeros((workers, *moves.shape[1:], len(coef)))
-        square = np.zeros((workers, *coef_t.shape))
-        bounds = np.linspace(0, len(orders), workers + 1).astype(int)
 
-        def walk(worker: int) -> None:
-            _walk_orders(moves, orders, coef_t, start, bounds[worker], bounds[worker + 1], antithetic,
-                         total[worker], square[worker])
+        def walk(first: int, stop: int) -> Tuple[np.ndarray, np.ndarray]:
+            total, square = np.zeros((*moves.shape[1:], len(coef))), np.zeros(coef_t.shape)
+            _walk_orders(moves, orders, coef_t, start, first, stop, antithetic, total, square)
+            return total, square
 
-        if workers == 1:
-            walk(0)
-        else:
-            with ThreadPoolExecutor(workers) as threads:
-                list(threads.map(walk, range(workers)))
-        return (torch.from_numpy(total.sum(0)).to(regions.dtype), torch.from_numpy(square.sum(0)).to(regions.dtype))
+        totals, squares = zip(*map_row_ranges(walk, len(orders)))
+        return (torch.from_numpy(np.sum(totals, 0)).to(regions.dtype),
+                torch.from_numpy(np.sum(squares, 0)).to(regions.dtype))
 
     # ------------------------------------------------------------------ main
     def attribute(

@@ -133,3 +133,27 @@ def test_inf_features_are_an_error():
     features[7, 2] = float("inf")
     with pytest.raises(ValueError, match=r"features: contains Inf \(rows \[7\]\)"):
         fit_concept_classifiers(features, labels.to(torch.int8))
+
+
+def test_held_out_scores_equal_scikit_learn_per_classifier():
+    from sklearn.metrics import average_precision_score, balanced_accuracy_score, roc_auc_score
+
+    features, labels = two_clusters()
+    features[:, 1] += torch.randn(400, generator=torch.Generator().manual_seed(1)) * 4  # overlapping classes
+    other = (features[:, 0] > 0).to(torch.int8)
+    other[::7] = IGNORE
+    # two classifiers share the labels' column on different features (as HINT's localizers do), one has its own
+    targets = torch.stack([labels, labels, other], 1).to(torch.int8)
+    masks = torch.tensor([[1, 1, 0, 0, 0], [0, 1, 1, 1, 1], [1, 1, 1, 1, 1]], dtype=torch.bool)
+    groups = torch.arange(400) // 4
+    fitted = fit_concept_classifiers(features, targets, groups, epochs=3, seed=5, feature_masks=masks)
+    held = _holdout_rows(400, groups, 0.2, torch.Generator().manual_seed(5))
+    for k, classifier in enumerate(fitted):
+        scored = held & (targets[:, k] != IGNORE)
+        truth = (targets[scored, k] == 1).numpy()
+        score = classifier.decision_function(features[scored]).detach().numpy()
+        assert classifier.roc_auc_ == roc_auc_score(truth, score)
+        assert classifier.average_precision_ == average_precision_score(truth, score)
+        assert classifier.balanced_accuracy_ == balanced_accuracy_score(truth, score > 0)
+        assert classifier.f1_ == f1_score(torch.from_numpy(score > 0), torch.from_numpy(truth))
+    assert fitted[0].roc_auc_ != fitted[1].roc_auc_
