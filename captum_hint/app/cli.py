@@ -26,6 +26,7 @@ from ..concepts.wordnet import WordNetUnavailable
 from ..core.allocator import reuse_freed_memory
 from ..core.assets import DebianUnavailable
 from ..core.checks import check_fraction, check_number, check_positive_int
+from ..datasets.planted import PLANTED_CLASSES
 
 FRACTIONS = (0.1, 0.2, 0.4, 0.8)
 
@@ -384,12 +385,21 @@ def ground_truth(args) -> int:
     study = ground_truth_study(args.variants, args.seeds, fit_scenes=args.fit_scenes, test_scenes=args.test_scenes,
                                saliencies=args.saliency, train_scenes=args.train_scenes, epochs=args.epochs,
                                occluder_iterations=args.occluder_iterations,
-                               retrain_permutations=args.retrain_permutations, progress=True)
+                               retrain_permutations=args.retrain_permutations, multimodal=args.multimodal,
+                               progress=True)
     index = write_ground_truth_report(study, study_to_json(study), Path(args.out))
     for variant, tables in study["tables"].items():
         _say(f"{variant}: mean rank of the planted channel (1 = first), every class")
         for row in tables["every class"]:
             _say(f"   {row['method']:34s} {row['mean_rank']:5.2f} [{row['low']:.2f}, {row['high']:.2f}]")
+        if "multimodal channel" in tables:
+            _say(f"{variant}: mean rank of the multimodal channel for each of its classes")
+            for row in tables["multimodal channel"]:
+                _say(f"   {row['method']:34s} {row['mean_rank']:5.2f} [{row['low']:.2f}, {row['high']:.2f}]")
+    for model in study["models"]:
+        for name, entry in model["multimodal"].items():
+            _say(f"{model['variant']} seed {model['seed']}, {name}: multimodal_neurons(n=2) "
+                 f"{'lists' if entry['found'] else 'misses'} the multimodal channel ({entry['listed']})")
     _say(f"wrote {index}")
     return 0
 
@@ -528,6 +538,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="at most this many steps of each AfI occluder (default: 300, the occluder's own)")
     t.add_argument("--retrain-permutations", type=_count, default=16,
                    help="permutations of HINT's retrained Shapley values, the paper's variant (default: 16)")
+    t.add_argument("--multimodal", nargs=2, metavar=("CLASS", "CLASS"), choices=list(PLANTED_CLASSES),
+                   help="also plant one channel that answers to both classes (HINT's multimodal neurons, Fig. 2); "
+                        f"classes: {', '.join(PLANTED_CLASSES)}")
     t.add_argument("--out", default="ground-truth", help="output folder (default: ground-truth)")
     t.set_defaults(handler=ground_truth)
     return parser

@@ -17,8 +17,18 @@ _LOCALIZATION_COLUMNS = ["variant", "seed", "method", "pxap", "pxap_low", "pxap_
 
 
 def _truth_rows(models: List[Dict]) -> List[Dict]:
+    """The class channels' checks, then any multimodal channel's (its map against the union of its classes)."""
     return [{"variant": m["variant"], "seed": m["seed"], "class": name, **entry}
-            for m in models for name, entry in m["truth"]["classes"].items()]
+            for m in models for name, entry in m["truth"]["classes"].items()] + [
+        {"variant": m["variant"], "seed": m["seed"], "class": " + ".join(entry["concepts"]) + " (multimodal)",
+         "channel": channel, **{k: v for k, v in entry.items() if k != "concepts"}}
+        for m in models for channel, entry in m["truth"]["multimodal"].items()]
+
+
+def _multimodal_rows(models: List[Dict]) -> List[Dict]:
+    return [{"variant": m["variant"], "seed": m["seed"], "HINT": name, "found": entry["found"],
+             "multimodal_neurons(n=2)": "; ".join(f"{n}: {', '.join(names)}" for n, names in entry["listed"].items())}
+            for m in models for name, entry in m.get("multimodal", {}).items()]
 
 
 def _failures(models: List[Dict]) -> List[Dict]:
@@ -58,6 +68,12 @@ def write_ground_truth_report(study: Dict, data: Dict, out: Path) -> Path:
             sections.append({"title": f"Rank of the planted channel: {variant}, {subset}",
                              "table": (rows, _RANK_COLUMNS) if rows else None,
                              "text": None if rows else "No class of this variant passed its truth check."})
+    multimodal = _multimodal_rows(models)
+    if multimodal:
+        sections.append({"title": "Does HINT list the planted multimodal channel as multimodal?",
+                         "text": "HINT.multimodal_neurons(n=2): the neurons among the two best of two or more "
+                                 "concepts; found when the planted channel is listed with both its classes.",
+                         "table": (multimodal, ["variant", "seed", "HINT", "found", "multimodal_neurons(n=2)"])})
     sections.append({"title": "Localization against the masks (held-out scenes, classes pooled)",
                      "table": ([{"variant": m["variant"], "seed": m["seed"], **row} for m in models
                                 for row in m["localization"]], _LOCALIZATION_COLUMNS)})

@@ -72,7 +72,7 @@ def ground_truth_study(variants: Sequence[str] = VARIANTS, seeds: Sequence[int] 
                        test_scenes: int = 256, saliencies: Sequence[str] = ("gradient", "gradient_x_input"),
                        fraction: float = 0.25, train_scenes: int = 1536, epochs: int = 40,
                        occluder_iterations: int = 300, retrain_permutations: int = 16,
-                       progress: bool = False) -> Dict:
+                       multimodal: Optional[Sequence[str]] = None, progress: bool = False) -> Dict:
     """Train (or load) the planted models, check their truth, score every ranking and localization.
 
     For each variant and seed: :func:`train_planted_model` (``train_scenes``, ``epochs``),
@@ -84,12 +84,19 @@ def ground_truth_study(variants: Sequence[str] = VARIANTS, seeds: Sequence[int] 
     SeVec's semantic saliency, AfI's meta-detector, gAP's chosen children
     and the centre Gaussian against the masks of the held-out scenes
     (:func:`evaluate_localization`; it needs a fitted HINT, so a model on
-    which no HINT could run has none).
+    which no HINT could run has none). ``multimodal``, two class names,
+    plants a multimodal channel as well (:func:`train_planted_model`): it is
+    ranked for each of its classes, and each HINT's
+    :meth:`~captum_hint.hint.HINT.multimodal_neurons` (``n=2``) is checked
+    for listing it with both.
 
     Returns:
         A dict: ``settings``; ``models``, one dict per model (variant, seed, planted, config,
         history, truth, ranks, localization, examples); ``tables`` (variant → ``"every class"``
-        and ``"truth holds"`` rank tables). The ``examples`` (tensors, :func:`planted_examples`)
+        and ``"truth holds"`` rank tables of the class channels, and ``"multimodal channel"``
+        when one is planted). A model's ``multimodal`` entry: per HINT, the neurons
+        ``multimodal_neurons(n=2)`` lists and whether the planted one is among them with
+        both its classes (``found``). The ``examples`` (tensors, :func:`planted_examples`)
         are for figures and are left out of :func:`study_to_json`.
     """
     for variant in variants:
@@ -101,10 +108,12 @@ def ground_truth_study(variants: Sequence[str] = VARIANTS, seeds: Sequence[int] 
                 "fit_scenes": fit_scenes, "test_scenes": test_scenes, "saliencies": list(saliencies),
                 "fraction": fraction, "occluder_iterations": occluder_iterations,
                 "retrain_permutations": retrain_permutations,
+                "multimodal": None if multimodal is None else list(multimodal),
                 "test_scene_seed": f"{TEST_SEED} + model seed", "fit_scene_seed": f"{FIT_SEED} + model seed"}
     models = []
     for variant, seed in tqdm([(v, s) for v in variants for s in seeds], desc="planted models", disable=not progress):
-        planted = train_planted_model(variant, seed=seed, n_scenes=train_scenes, epochs=epochs, progress=progress)
+        planted = train_planted_model(variant, seed=seed, n_scenes=train_scenes, epochs=epochs, progress=progress,
+                                      multimodal=multimodal)
         test = PlantedScenes(test_scenes, seed=TEST_SEED + seed)
         test_samples = [test[i] for i in range(len(test))]
         truth = check_planted_truth(planted, test_samples)  # the rendered samples: no second rendering
@@ -114,19 +123,28 @@ def ground_truth_study(variants: Sequence[str] = VARIANTS, seeds: Sequence[int] 
                                     fitted=fitted, occluder_iterations=occluder_iterations,
                                     retrain_permutations=retrain_permutations)
         for row in ranks:
-            row["truth_holds"] = truth["classes"][row["concept"]]["holds"]
+            row["truth_holds"] = (all(entry["holds"] for entry in truth["multimodal"].values())
+                                  if row["target"] == "multimodal" else truth["classes"][row["concept"]]["holds"])
         hints = {name: explainer for name, explainer in fitted.items() if name.startswith("HINT")}
+        found = {}
+        for name, hint in hints.items() if planted.multimodal_ else ():
+            listed = {str(neuron): names for neuron, names in hint.multimodal_neurons(n=2).items()}  # JSON's keys
+            found[name] = {"listed": listed, "found": all(set(names) <= set(listed.get(str(channel), []))
+                                                          for channel, names in planted.multimodal_.items())}
         system_maps = _system_maps(planted, fitted)
         localization = _localization(planted, hints, test_samples, fraction, system_maps)
         models.append({"variant": variant, "seed": seed, "planted": dict(zip(planted.concepts, planted.planted_)),
                        "config": planted.config, "history": planted.history_, "truth": truth, "ranks": ranks,
-                       "localization": localization,
+                       "localization": localization, "multimodal": found,
                        "examples": planted_examples(planted, test_samples, hints, fraction, system_maps)})
     tables = {}
     for variant in variants:
-        rows = [r for m in models if m["variant"] == variant for r in m["ranks"]]
+        rows = [r for m in models if m["variant"] == variant for r in m["ranks"] if r["target"] == "planted"]
         tables[variant] = {"every class": ranking_table(rows),
                            "truth holds": ranking_table([r for r in rows if r["truth_holds"]])}
+        shared = [r for m in models if m["variant"] == variant for r in m["ranks"] if r["target"] == "multimodal"]
+        if shared:
+            tables[variant]["multimodal channel"] = ranking_table(shared)
     return {"settings": settings, "models": models, "tables": tables}
 
 

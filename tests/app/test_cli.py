@@ -189,7 +189,7 @@ def test_ground_truth_writes_its_json_and_page(tmp_path, monkeypatch):
     out = tmp_path / "truth"
     assert main(["ground-truth", "--variants", "bottleneck", "--seeds", "3", "--train-scenes", "48", "--epochs", "2",
                  "--fit-scenes", "32", "--test-scenes", "32", "--occluder-iterations", "3", "--retrain-permutations", "2",
-                 "--out", str(out)]) == 0
+                 "--multimodal", "mammal", "fruit", "--out", str(out)]) == 0
     data = json.loads((out / "ground_truth.json").read_text())
     (model,) = data["models"]
     assert (model["variant"], model["seed"]) == ("bottleneck", 3) and model["config"]["epochs"] == 2
@@ -203,17 +203,25 @@ def test_ground_truth_writes_its_json_and_page(tmp_path, monkeypatch):
             "TCAV (CAV)", "LayerConductance", "NetDissect", "Grad-CAM weights"} <= methods
     for row in model["ranks"]:
         assert 1 <= row["rank"] <= 16 or (math.isnan(row["rank"]) and row["error"])
-    for table_row in data["tables"]["bottleneck"]["every class"]:
-        ranks = [r["rank"] for r in model["ranks"] if r["method"] == table_row["method"]
-                 or (table_row["method"] == "random" and r["method"].startswith("random"))]
-        finite = [r for r in ranks if not math.isnan(r)]
-        assert table_row["n"] == len(finite) and table_row["failed"] == len(ranks) - len(finite)
-        if finite:
-            assert table_row["mean_rank"] == pytest.approx(sum(finite) / len(finite))
+    (shared, classes), = model["truth"]["multimodal"].items()
+    assert classes["concepts"] == ["mammal", "fruit"] and int(shared) not in model["planted"].values()
+    for subset, target in (("every class", "planted"), ("multimodal channel", "multimodal")):
+        for table_row in data["tables"]["bottleneck"][subset]:
+            ranks = [r["rank"] for r in model["ranks"] if r["target"] == target and (
+                r["method"] == table_row["method"] or (table_row["method"] == "random" and r["method"].startswith("random")))]
+            finite = [r for r in ranks if not math.isnan(r)]
+            assert table_row["n"] == len(finite) and table_row["failed"] == len(ranks) - len(finite)
+            if finite:
+                assert table_row["mean_rank"] == pytest.approx(sum(finite) / len(finite))
+    assert {r["concept"] for r in model["ranks"] if r["target"] == "multimodal"} == {"mammal", "fruit"}
+    assert set(model["multimodal"]) == {"HINT (gradient)", "HINT (gradient_x_input)"}
+    for entry in model["multimodal"].values():
+        assert entry["found"] == ({"mammal", "fruit"} <= set(entry["listed"].get(str(shared), [])))
     assert data["settings"]["retrain_permutations"] == 2
     localized = {row["method"] for row in model["localization"]}
     assert {"SeVec semantic saliency", "gAP chosen children", "Grad-CAM", "centre Gaussian"} <= localized
     assert ("AfI meta-detector" in localized) == all(
         not math.isnan(r["rank"]) for r in model["ranks"] if r["method"] == "AfI (channel importance)")
     page = (out / "index.html").read_text()
+    assert "Does HINT list the planted multimodal channel as multimodal?" in page and "(multimodal)" in page
     assert "examples_bottleneck_seed3.png" in page and (out / "examples_bottleneck_seed3.png").stat().st_size > 5_000
