@@ -28,6 +28,7 @@ import torch
 from captum_hint.attr.activation_propagation import layer_output
 from captum_hint.concepts import ConceptHierarchy
 from captum_hint.datasets import StampScenes, load_model, stamp_table
+from captum_hint.evaluation import recognition_rates, recognition_summary
 from captum_hint.evaluation.statistics import bootstrap_mean
 from captum_hint.gap import HierarchicalDecomposition
 from captum_hint.gap.diagnostics import (
@@ -36,6 +37,8 @@ from captum_hint.gap.diagnostics import (
     discriminative_degree,
     sparse_surrogate,
 )
+
+RECOGNITION_CONCEPTS = ["animal.n.01", "mammal.n.01", "bird.n.01", "artifact.n.01"]
 
 
 def fmt(stat):
@@ -66,6 +69,9 @@ def main() -> None:
     report = {"model": "efficientnet-lite0", "layers": decomposition.layers, "seed": args.seed,
               "data": f"stamp scenes (test split, one object each, seed {args.seed + 1})"}
     print(f"EfficientNet-Lite0, stages {decomposition.layers}; {args.images} scenes for Table 1")
+    # does the model see the objects' concepts in these scenes? (top-1 class under the concept, issue 22)
+    report["recognition"] = recognition_rates(model, samples, hierarchy, RECOGNITION_CONCEPTS, seed=args.seed)
+    print(f"recognition rate of the {len(samples)} scenes: {recognition_summary(report['recognition'])}")
 
     if "table1" in args.parts:
         table1_and_cost(args, model, images, decomposition, report)

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 from captum_hint import HINT, ConceptHierarchy
 from captum_hint.attr import SemanticGradientXInput, SemanticGuidedBackprop
 from captum_hint.datasets import StampScenes, collate_samples, load_model
-from captum_hint.evaluation import energy_pointing_game
+from captum_hint.evaluation import energy_pointing_game, recognition_rates, recognition_summary
 from captum_hint.evaluation.statistics import bootstrap_mean
 from captum_hint.sevec import (
     SemanticVectors,
@@ -77,6 +77,11 @@ def main() -> None:
                       f"(2-3 objects, seed {args.seed + 1})", "layer": "_avg_pooling input (ReLU6 of the head)",
               "concepts": concepts, "counts": sevec.counts_.tolist(), "diversity": sevec.diversity_.tolist()}
     print(f"SeVec at the input of _avg_pooling (1280 x 7 x 7), {len(concepts)} concepts, {report['data']}")
+    # does the model see the concepts in these scenes? (top-1 class under the object's concept, issue 22)
+    report["recognition"] = {name: recognition_rates(model, data, hierarchy, concepts, seed=args.seed)
+                             for name, data in (("train", train), ("test", test))}
+    for name, rows in report["recognition"].items():
+        print(f"recognition rate ({name}): {recognition_summary(rows)}")
 
     # 1. generalized pointing game, one (image, object) pair per visible object with a fitted concept
     pairs = [(i, j, most_specific(hierarchy, concepts, int(label)))
@@ -136,6 +141,8 @@ def main() -> None:
     single = [s for s in StampScenes("test", args.test_scenes, objects=(1, 1), seed=args.seed + 2,
                                      categories=("animals", "vehicles"))]
     correlation = accuracy_correlation(sevec, DataLoader(single, batch_size=16, collate_fn=collate_samples))
+    report["recognition"]["single-object test"] = recognition_rates(model, single, hierarchy, concepts, seed=args.seed)
+    print(f"recognition rate (single-object test): {recognition_summary(report['recognition']['single-object test'])}")
     report["diversity_accuracy"] = {"r": correlation["r"], "p_value": correlation["p_value"],
                                     "n_concepts": correlation["n_concepts"],
                                     "accuracy": correlation["accuracy"].tolist()}

@@ -9,7 +9,7 @@ from .planted import (PLANTED_CLASSES, PlantedConceptNet, PlantedModel, PlantedS
                       planted_hierarchy, train_planted_model)
 from .readers import CUB200, VOC2007, VOC_CONCEPTS, ImageNetBoxes, WnidImageFolder
 from .samples import collate_samples, object_classes
-from .stamps import DISTRACTOR_CATEGORIES, StampScenes, fetch_stamps, stamp_table
+from .stamps import DISTRACTOR_CATEGORIES, RECOGNIZED_SCENES, StampScenes, fetch_stamps, stamp_table
 
 __all__ = [
     "CUB200",
@@ -17,6 +17,7 @@ __all__ = [
     "MODELS",
     "ModelSpec",
     "DISTRACTOR_CATEGORIES",
+    "RECOGNIZED_SCENES",
     "MaskCopyNet",
     "PLANTED_CLASSES",
     "PlantedConceptNet",

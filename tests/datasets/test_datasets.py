@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from captum_hint.core.boxes import masks_to_boxes
-from captum_hint.datasets import (CUB200, DISTRACTOR_CATEGORIES, VOC2007, VOC_CONCEPTS, ImageNetBoxes, StampScenes,
+from captum_hint.datasets import (CUB200, DISTRACTOR_CATEGORIES, RECOGNIZED_SCENES, VOC2007, VOC_CONCEPTS, ImageNetBoxes, StampScenes,
                                   WnidImageFolder, collate_samples, stamp_table)
 from captum_hint.concepts.hierarchy import ConceptHierarchy
 
@@ -111,6 +111,18 @@ def test_distractors_are_extra_objects_outside_the_categories():
         assert not (sample["masks"].sum(0) > 1).any()  # occlusion: every pixel belongs to one object
 
 
+def test_a_mean_colour_background_is_zero_input_outside_the_objects():
+    scenes = StampScenes("test", n_scenes=4, objects=(1, 1), size=128, seed=0, **RECOGNIZED_SCENES)
+    assert scenes.background == "mean" and not scenes.distractor_stamps
+    for sample in (scenes[i] for i in range(len(scenes))):
+        outside = ~torch.nn.functional.max_pool2d(sample["masks"].float()[None], 9, 1, 4)[0].bool().any(0)
+        # the mean colour, rounded to 8 bits, normalized: within half a grey level of 0 (but for the
+        # faint pixels of a stamp's half-transparent fringe or shadow)
+        background = sample["image"][:, outside].abs().amax(0) < 0.5 / 255 / min(scenes.std) + 1e-6
+        assert outside.sum() > 1000 and background.float().mean() > 0.95  # a texture: about none
+        assert sample["image"][:, sample["masks"][0]].abs().mean() > 0.1  # the object is not the background
+
+
 def test_stamp_errors():
     with pytest.raises(ValueError, match="split: expected 'train' or 'test'"):
         StampScenes("val")
@@ -120,6 +132,8 @@ def test_stamp_errors():
         StampScenes(distractors=("nothing",))
     with pytest.raises(ValueError, match="feather: expected a value in"):
         StampScenes(feather=-1)
+    with pytest.raises(ValueError, match="background: expected 'texture' or 'mean', got 'grey'"):
+        StampScenes(background="grey")
 
 
 def _voc_xml(path, width, height, objects):
