@@ -7,6 +7,7 @@ from .benchmark import (METRIC_NAMES, compare_records, concept_ground_truth, eva
 from .metrics import (WSOL_THRESHOLDS, box_hits_over_thresholds, box_ious_over_thresholds, boxes_to_masks, energy_pointing_game,
                       localization_hits, map_to_boxes, mask_area, mask_coverage, mask_iou, mass_share,
                       max_box_accuracy, normalize_maps, pixel_average_precision, pixel_histograms, pointing_game)
+from .selectivity import presence_auc, weighted_roc_auc
 from .recognition import recognition_rates, recognition_summary, recognized_indices, top1_classes
 from .statistics import bootstrap_mean, bootstrap_statistic, bootstrap_weights, paired_bootstrap_mean
 
@@ -47,9 +48,11 @@ __all__ = [
     "pixel_average_precision",
     "pixel_histograms",
     "pointing_game",
+    "presence_auc",
     "recognition_rates",
     "recognition_summary",
     "recognized_indices",
     "summarize_record",
     "top1_classes",
+    "weighted_roc_auc",
 ]
