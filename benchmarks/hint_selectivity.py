@@ -25,7 +25,9 @@ positions in the training scenes that hold an animal and another object
 (on the animal, on the other object, on texture, against the share of
 cells each covers): do other objects become positives?
 
-``--train-distractors MIN MAX`` changes how many other objects the training
+``--concept-score logit`` fits HINT on the concept's log-sum-exp logit
+instead of its log-probability, whose softmax normalizer makes every
+other object's classes part of the gradient. ``--train-distractors MIN MAX`` changes how many other objects the training
 scenes hold (the demo's: 0 2): are other objects' positions, as negatives,
 what makes a map selective? Printed with each setting: the maps'
 localization on the demo's test scenes (PxAP and MaxBoxAccV2, concepts
@@ -91,7 +93,7 @@ def responsible_cells(hint, model, samples, concept):
     leaves = torch.tensor(hint.hierarchy.leaves_under(concept))
     chosen = [s for s in samples if torch.isin(s["labels"], leaves).any() and not torch.isin(s["labels"], leaves).all()]
     images = torch.stack([s["image"] for s in chosen])
-    method = LayerGradient(ConceptScore(model, [leaves.tolist()]), hint.layer_module)
+    method = LayerGradient(ConceptScore(model, [leaves.tolist()], score=hint.concept_score), hint.layer_module)
     saliency = torch.cat([method.attribute(images[i : i + 32], target=0).detach() for i in range(0, len(images), 32)])
     responsible = responsible_regions(saliency, hint.threshold, hint.aggregation, hint.percentile).responsible[:, 0]
     size = tuple(responsible.shape[-2:])
@@ -109,14 +111,15 @@ def responsible_cells(hint, model, samples, concept):
                                 float(where.float().mean())) for kind, where in kinds.items()}
 
 
-def main(out, train_distractors):
+def main(out, train_distractors, concept_score):
     reuse_freed_memory()
     started = time.time()
     spec = load_model("efficientnet-lite0")
     hierarchy = ConceptHierarchy.imagenet()
     train = list(StampScenes("train", 384, objects=(1, 1), seed=0,
                              **{**DEMO_SCENES, "n_distractors": tuple(train_distractors)}))
-    hint = HINT(spec.model, spec.layer, hierarchy, DEMO_CONCEPTS, saliency="gradient", seed=0, progress=False)
+    hint = HINT(spec.model, spec.layer, hierarchy, DEMO_CONCEPTS, saliency="gradient", concept_score=concept_score,
+                seed=0, progress=False)
     hint.fit(DataLoader(train, batch_size=16, collate_fn=collate_samples))
     data = {
         "demo + concept-free": list(StampScenes("test", 96, objects=(1, 3), seed=1, **DEMO_SCENES))
@@ -124,9 +127,9 @@ def main(out, train_distractors):
         "recognized": list(StampScenes("test", 96, objects=(1, 1), seed=5, **RECOGNIZED_SCENES)),
     }
     report = {"data": {name: len(samples) for name, samples in data.items()}, "rows": [], "recognition": {},
-              "train_distractors": list(train_distractors)}
-    print(f"HINT fitted in {time.time() - started:.0f} s on training scenes with {train_distractors[0]}-"
-          f"{train_distractors[1]} other objects; held-out F1 " + ", ".join(
+              "train_distractors": list(train_distractors), "concept_score": concept_score}
+    print(f"HINT ({concept_score} score) fitted in {time.time() - started:.0f} s on training scenes with "
+          f"{train_distractors[0]}-{train_distractors[1]} other objects; held-out F1 " + ", ".join(
               f"{hierarchy.label(c).split(',')[0]} {v['f1']:.2f}" for c, v in hint.held_out_scores().items()
               if c in CONCEPTS))
     n_scenes, shares = responsible_cells(hint, spec.model, train, "animal.n.01")
@@ -177,5 +180,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="hint-selectivity.json")
     parser.add_argument("--train-distractors", nargs=2, type=int, default=[0, 2], metavar=("MIN", "MAX"))
+    parser.add_argument("--concept-score", default="log_probability", choices=["log_probability", "logit"],
+                        help="HINT's concept score (the demo's: log_probability)")
     args = parser.parse_args()
-    main(args.out, args.train_distractors)
+    main(args.out, args.train_distractors, args.concept_score)
