@@ -24,6 +24,7 @@ from typing import Optional
 
 import numba
 import numpy as np
+
 from ..core.threads import map_row_ranges
 
 __all__ = ["largest_component_boxes_by_level"]
