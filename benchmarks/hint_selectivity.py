@@ -45,7 +45,7 @@ from torch.utils.data import DataLoader
 
 from captum_hint.app.demo import DEMO_CONCEPTS, DEMO_SCENES
 from captum_hint.concepts import ConceptHierarchy
-from captum_hint.concepts.scores import ConceptScore
+from captum_hint.concepts.scores import ConceptScore, concept_scores
 from captum_hint.core.allocator import reuse_freed_memory
 from captum_hint.datasets import DISTRACTOR_CATEGORIES, RECOGNIZED_SCENES, StampScenes, collate_samples, load_model
 from captum_hint.evaluation import (bootstrap_mean, evaluate_localization, localization_table, presence_auc,
@@ -60,25 +60,37 @@ FRACTIONS = {"HINT 20 % Shapley": 0.2, "HINT all neurons": 1.0}
 CONCEPT_FREE = tuple(c for c in DISTRACTOR_CATEGORIES if c != "household") + ("household/tools",)
 
 
-def scores_of(hint, model, samples, concept):
-    """Per image: each map's peak and mean, and the model's concept probability; where the peaks lie."""
-    images = torch.stack([s["image"] for s in samples])
-    features = torch.cat([hint.layer_features(images[s : s + 32]) for s in range(0, len(images), 32)])
-    size = tuple(features.shape[-2:])
-    # a cell of the layer's grid is "on an object" when any pixel of any object falls in it
-    objects = torch.stack([torch.nn.functional.adaptive_max_pool2d(s["masks"].any(0, keepdim=True).float(), size)[0]
-                           for s in samples]).flatten(1).bool()
-    scores, peaks_on_objects = {}, {}
-    for name, fraction in FRACTIONS.items():
-        maps = hint.localize(images, concept, fraction, size=size, features=features).flatten(1)
-        scores[f"{name}: peak"] = maps.amax(1)
-        scores[f"{name}: mean"] = maps.mean(1)
-        peaks_on_objects[name] = objects.gather(1, maps.argmax(1, keepdim=True))[:, 0]
-    with torch.no_grad():
-        probability = ConceptScore(model, [hint.hierarchy.leaves_under(concept)])
-        scores["model: p(concept)"] = torch.cat([probability(images[s : s + 32])[:, 0].exp()
-                                                 for s in range(0, len(images), 32)])
-    return scores, peaks_on_objects, objects.float().mean(1)
+def grid_cells(masks, size):
+    """A mask per object -> the layer's grid cells that hold any pixel of any of them (h x w bool)."""
+    return torch.nn.functional.adaptive_max_pool2d(masks.any(0, keepdim=True).float(), size)[0].bool()
+
+
+class Scored:
+    """One data set's pass through the model: the layer's features, the logits and each image's object cells."""
+
+    def __init__(self, hint, model, samples):
+        self.hint, self.images = hint, torch.stack([s["image"] for s in samples])
+        chunks = range(0, len(self.images), 32)
+        self.features = torch.cat([hint.layer_features(self.images[i : i + 32]) for i in chunks])
+        with torch.no_grad():
+            self.logits = torch.cat([model(self.images[i : i + 32]) for i in chunks])
+        self.size = tuple(self.features.shape[-2:])
+        self.objects = torch.stack([grid_cells(s["masks"], self.size) for s in samples]).flatten(1)
+
+    def scores(self, concept):
+        """Per image: each map's peak and mean, and the model's concept probability; whether each peak is on
+        an object."""
+        scores, peaks_on_objects = {}, {}
+        for name, fraction in FRACTIONS.items():
+            maps = self.hint.localize(self.images, concept, fraction, size=self.size, features=self.features)
+            maps = maps.flatten(1)
+            scores[f"{name}: peak"] = maps.amax(1)
+            scores[f"{name}: mean"] = maps.mean(1)
+            peaks_on_objects[name] = self.objects.gather(1, maps.argmax(1, keepdim=True))[:, 0]
+        membership = torch.zeros(1, self.logits.shape[1], dtype=torch.bool)
+        membership[0, self.hint.hierarchy.leaves_under(concept)] = True
+        scores["model: p(concept)"] = concept_scores(self.logits, membership)[:, 0].exp()
+        return scores, peaks_on_objects
 
 
 def responsible_cells(hint, model, samples, concept):
@@ -98,12 +110,9 @@ def responsible_cells(hint, model, samples, concept):
     responsible = responsible_regions(saliency, hint.threshold, hint.aggregation, hint.percentile).responsible[:, 0]
     size = tuple(responsible.shape[-2:])
 
-    def cells(sample, own):
-        chosen_masks = sample["masks"][torch.isin(sample["labels"], leaves) == own]
-        return torch.nn.functional.adaptive_max_pool2d(chosen_masks.any(0, keepdim=True).float(), size)[0].bool()
-
-    concept_cells = torch.stack([cells(s, True) for s in chosen])
-    other_cells = torch.stack([cells(s, False) for s in chosen]) & ~concept_cells
+    concept_cells = torch.stack([grid_cells(s["masks"][torch.isin(s["labels"], leaves)], size) for s in chosen])
+    other_cells = torch.stack([grid_cells(s["masks"][~torch.isin(s["labels"], leaves)], size)
+                               for s in chosen]) & ~concept_cells
     kinds = {"the concept's object": concept_cells, "another object": other_cells,
              "texture": ~concept_cells & ~other_cells}
     total = responsible.flatten(1).sum(1).clamp_min(1)
@@ -148,17 +157,19 @@ def main(out, train_distractors, concept_score):
     print("ROC-AUC of present vs absent [95 % bootstrap over images], mean score on images with / without the "
           "concept")
     for name, samples in data.items():
-        report["recognition"][name] = recognition_rates(spec.model, samples, hierarchy, CONCEPTS)
+        scored = Scored(hint, spec.model, samples)
+        report["recognition"][name] = recognition_rates(spec.model, samples, hierarchy, CONCEPTS,
+                                                        top1=scored.logits.argmax(1))
         print(f"\n{name} ({len(samples)} scenes); recognition rate: {recognition_summary(report['recognition'][name])}")
         for concept in CONCEPTS:
             leaves = torch.tensor(hierarchy.leaves_under(concept))
             present = torch.tensor([bool(torch.isin(s["labels"], leaves).any()) for s in samples])
             print(f"  {hierarchy.label(concept).split(',')[0]}: {int(present.sum())} with, {int((~present).sum())} "
                   "without")
-            scores, peaks_on_objects, object_share = scores_of(hint, spec.model, samples, concept)
+            scores, peaks_on_objects = scored.scores(concept)
             for map_name, on_object in peaks_on_objects.items():
                 share = bootstrap_mean(on_object[~present].float().numpy())
-                chance = float(object_share[~present].mean())
+                chance = float(scored.objects[~present].float().mean())
                 report["rows"].append({"data": name, "concept": concept, "score": f"{map_name}: peak on an object",
                                        "without": share, "chance": chance})
                 print(f"    {map_name}: peak on another object in images without it {share[0]:.2f} "

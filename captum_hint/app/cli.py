@@ -388,14 +388,14 @@ def ground_truth(args) -> int:
                                retrain_permutations=args.retrain_permutations, multimodal=args.multimodal,
                                progress=True)
     index = write_ground_truth_report(study, study_to_json(study), Path(args.out))
+    titles = {"every class": "the planted channel (1 = first), every class",
+              "multimodal channel": "the multimodal channel for each of its classes"}
     for variant, tables in study["tables"].items():
-        _say(f"{variant}: mean rank of the planted channel (1 = first), every class")
-        for row in tables["every class"]:
-            _say(f"   {row['method']:34s} {row['mean_rank']:5.2f} [{row['low']:.2f}, {row['high']:.2f}]")
-        if "multimodal channel" in tables:
-            _say(f"{variant}: mean rank of the multimodal channel for each of its classes")
-            for row in tables["multimodal channel"]:
-                _say(f"   {row['method']:34s} {row['mean_rank']:5.2f} [{row['low']:.2f}, {row['high']:.2f}]")
+        for subset, title in titles.items():
+            if subset in tables:
+                _say(f"{variant}: mean rank of {title}")
+                for row in tables[subset]:
+                    _say(f"   {row['method']:34s} {row['mean_rank']:5.2f} [{row['low']:.2f}, {row['high']:.2f}]")
     for model in study["models"]:
         for name, entry in model["multimodal"].items():
             _say(f"{model['variant']} seed {model['seed']}, {name}: multimodal_neurons(n=2) "

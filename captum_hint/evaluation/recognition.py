@@ -12,7 +12,7 @@ correctly classified images keeps :func:`recognized_indices`.
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -42,6 +42,15 @@ def _holds(sample: Dict, leaves: Tensor) -> bool:
     return bool(torch.isin(torch.as_tensor(labels), leaves).any())
 
 
+def _recognition(samples: Sequence[Dict], hierarchy, concept: str, top1: Tensor) -> Tuple[List[int], Tensor]:
+    """(indices of the samples holding ``concept``, whether each one's top-1 class lies under it)."""
+    if len(top1) != len(samples):
+        raise ValueError(f"top1: expected one class per sample ({len(samples)}), got {len(top1)}")
+    leaves = torch.tensor(hierarchy.leaves_under(concept))
+    holding = [i for i, s in enumerate(samples) if _holds(s, leaves)]
+    return holding, torch.isin(top1[holding], leaves)
+
+
 def recognized_indices(samples: Sequence[Dict], hierarchy, concept: str, top1: Tensor) -> List[int]:
     """Indices of the samples that hold an object under ``concept`` and whose top-1 class lies under it.
 
@@ -50,10 +59,8 @@ def recognized_indices(samples: Sequence[Dict], hierarchy, concept: str, top1: T
         hierarchy: a :class:`~captum_hint.concepts.ConceptHierarchy` whose leaves are the model's classes.
         top1: :func:`top1_classes` of the samples.
     """
-    if len(top1) != len(samples):
-        raise ValueError(f"top1: expected one class per sample ({len(samples)}), got {len(top1)}")
-    leaves = torch.tensor(hierarchy.leaves_under(concept))
-    return [i for i, s in enumerate(samples) if _holds(s, leaves) and bool(torch.isin(top1[i], leaves))]
+    holding, hits = _recognition(samples, hierarchy, concept, top1)
+    return [i for i, hit in zip(holding, hits.tolist()) if hit]
 
 
 def recognition_rates(model: nn.Module, samples: Sequence[Dict], hierarchy, concepts: Sequence[str],
@@ -72,13 +79,10 @@ def recognition_rates(model: nn.Module, samples: Sequence[Dict], hierarchy, conc
     top1 = top1_classes(model, samples, batch_size, device) if top1 is None else top1
     rows = []
     for concept in concepts:
-        leaves = torch.tensor(hierarchy.leaves_under(concept))
-        holding = [i for i, s in enumerate(samples) if _holds(s, leaves)]
-        hits = set(recognized_indices(samples, hierarchy, concept, top1))
-        rate, low, high = (bootstrap_mean([float(i in hits) for i in holding], seed=seed) if holding
-                           else (float("nan"),) * 3)
+        holding, hits = _recognition(samples, hierarchy, concept, top1)
+        rate, low, high = bootstrap_mean(hits.double().numpy(), seed=seed) if holding else (float("nan"),) * 3
         rows.append({"concept": concept, "label": hierarchy.label(concept), "n": len(holding),
-                     "recognized": len(hits), "rate": rate, "low": low, "high": high})
+                     "recognized": int(hits.sum()), "rate": rate, "low": low, "high": high})
     return rows
 
 
