@@ -27,13 +27,23 @@ cells each covers): do other objects become positives?
 
 ``--concept-score logit`` fits HINT on the concept's log-sum-exp logit
 instead of its log-probability, whose softmax normalizer makes every
-other object's classes part of the gradient. ``--train-distractors MIN MAX`` changes how many other objects the training
-scenes hold (the demo's: 0 2): are other objects' positions, as negatives,
-what makes a map selective? Printed with each setting: the maps'
+other object's classes part of the gradient. ``--train-distractors MIN
+MAX`` changes how many other objects the training scenes hold (the
+demo's: 0 2): are other objects' positions, as negatives, what makes a map
+selective? Printed with each setting: the maps'
 localization on the demo's test scenes (PxAP and MaxBoxAccV2, concepts
 pooled, 20 % Shapley neurons), so that selectivity is not bought with it.
+``--regions saliency_on_objects`` fits HINT with the salient positions
+that lie on an object of the concept as its regions and every position on
+no object of the image's concepts (other objects included) as background:
+is the region rule what makes the maps peak on other objects?
+``--layer`` fits HINT at another layer. Beside HINT, a *layer probe*
+(:class:`LayerProbe`): a logistic regression on all the layer's channels
+told every training cell's truth by the masks, the most selective linear
+map the layer allows.
 
-    .venv/bin/python benchmarks/hint_selectivity.py [--train-distractors 0 2] [--out hint-selectivity.json]
+    .venv/bin/python benchmarks/hint_selectivity.py [--train-distractors 0 2] [--regions saliency]
+        [--layer _blocks.10] [--out hint-selectivity.json]
 """
 
 import argparse
@@ -41,6 +51,9 @@ import json
 import time
 
 import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.preprocessing import StandardScaler
 from torch.utils.data import DataLoader
 
 from captum_hint.app.demo import DEMO_CONCEPTS, DEMO_SCENES
@@ -69,7 +82,7 @@ class Scored:
     """One data set's pass through the model: the layer's features, the logits and each image's object cells."""
 
     def __init__(self, hint, model, samples):
-        self.hint, self.images = hint, torch.stack([s["image"] for s in samples])
+        self.hint, self.samples, self.images = hint, samples, torch.stack([s["image"] for s in samples])
         chunks = range(0, len(self.images), 32)
         self.features = torch.cat([hint.layer_features(self.images[i : i + 32]) for i in chunks])
         with torch.no_grad():
@@ -93,6 +106,50 @@ class Scored:
         return scores, peaks_on_objects
 
 
+def cell_kinds(samples, leaves, size):
+    """(cells on an object of the concept, cells on another object and none of the concept's): N x h x w each."""
+    concept_cells = torch.stack([grid_cells(s["masks"][torch.isin(s["labels"], leaves)], size) for s in samples])
+    other_cells = torch.stack([grid_cells(s["masks"][~torch.isin(s["labels"], leaves)], size) for s in samples])
+    return concept_cells, other_cells & ~concept_cells
+
+
+class LayerProbe:
+    """What the layer allows: a logistic regression told every cell's truth by the masks.
+
+    Fitted on all of the layer's channels (standardized) at the training
+    scenes' cells, the concept's object cells against the rest, with other
+    objects' cells weighing as much in total as texture cells (and
+    positives as much as both): the most selective linear map the layer
+    gives these scenes, with nothing left to the region rule.
+    """
+
+    def __init__(self, train, leaves):
+        self.leaves = leaves
+        features, concept, other = self.cells(train)
+        self.scaler = StandardScaler().fit(features)
+        weights = torch.where(concept, 0.5 / concept.sum(), torch.where(other, 0.25 / other.sum(),
+                                                                        0.25 / (~concept & ~other).sum()))
+        self.model = LogisticRegression(max_iter=2000).fit(self.scaler.transform(features), concept.numpy(),
+                                                           sample_weight=(weights * len(weights)).numpy())
+
+    def cells(self, scored):
+        """(every cell's channels, on the concept's object, on another object), cells of all images in a row."""
+        concept, other = cell_kinds(scored.samples, self.leaves, scored.size)
+        features = scored.features.permute(0, 2, 3, 1).reshape(-1, scored.features.shape[1]).float().numpy()
+        return features, concept.flatten(), other.flatten()
+
+    def maps(self, scored):
+        """(N x cells probabilities, the cells' AUC of the concept's object against other objects and texture)."""
+        features, concept, other = self.cells(scored)
+        maps = torch.from_numpy(self.model.predict_proba(self.scaler.transform(features))[:, 1])
+        aucs = {}
+        for against, where in (("other objects", other), ("texture", ~concept & ~other)):
+            chosen = concept | where
+            labels = concept[chosen].numpy()
+            aucs[against] = roc_auc_score(labels, maps[chosen].numpy()) if 0 < labels.sum() < len(labels) else None
+        return maps.view(len(scored.images), -1).float(), aucs
+
+
 def responsible_cells(hint, model, samples, concept):
     """Where the saliency puts the concept's responsible positions in training scenes with other objects.
 
@@ -110,9 +167,7 @@ def responsible_cells(hint, model, samples, concept):
     responsible = responsible_regions(saliency, hint.threshold, hint.aggregation, hint.percentile).responsible[:, 0]
     size = tuple(responsible.shape[-2:])
 
-    concept_cells = torch.stack([grid_cells(s["masks"][torch.isin(s["labels"], leaves)], size) for s in chosen])
-    other_cells = torch.stack([grid_cells(s["masks"][~torch.isin(s["labels"], leaves)], size)
-                               for s in chosen]) & ~concept_cells
+    concept_cells, other_cells = cell_kinds(chosen, leaves, size)
     kinds = {"the concept's object": concept_cells, "another object": other_cells,
              "texture": ~concept_cells & ~other_cells}
     total = responsible.flatten(1).sum(1).clamp_min(1)
@@ -120,15 +175,16 @@ def responsible_cells(hint, model, samples, concept):
                                 float(where.float().mean())) for kind, where in kinds.items()}
 
 
-def main(out, train_distractors, concept_score):
+def main(out, train_distractors, concept_score, regions, layer):
     reuse_freed_memory()
     started = time.time()
     spec = load_model("efficientnet-lite0")
+    layer = layer or spec.layer
     hierarchy = ConceptHierarchy.imagenet()
     train = list(StampScenes("train", 384, objects=(1, 1), seed=0,
                              **{**DEMO_SCENES, "n_distractors": tuple(train_distractors)}))
-    hint = HINT(spec.model, spec.layer, hierarchy, DEMO_CONCEPTS, saliency="gradient", concept_score=concept_score,
-                seed=0, progress=False)
+    hint = HINT(spec.model, layer, hierarchy, DEMO_CONCEPTS, saliency="gradient", concept_score=concept_score,
+                regions=regions, seed=0, progress=False)
     hint.fit(DataLoader(train, batch_size=16, collate_fn=collate_samples))
     data = {
         "demo + concept-free": list(StampScenes("test", 96, objects=(1, 3), seed=1, **DEMO_SCENES))
@@ -136,14 +192,17 @@ def main(out, train_distractors, concept_score):
         "recognized": list(StampScenes("test", 96, objects=(1, 1), seed=5, **RECOGNIZED_SCENES)),
     }
     report = {"data": {name: len(samples) for name, samples in data.items()}, "rows": [], "recognition": {},
-              "train_distractors": list(train_distractors), "concept_score": concept_score}
-    print(f"HINT ({concept_score} score) fitted in {time.time() - started:.0f} s on training scenes with "
+              "train_distractors": list(train_distractors), "concept_score": concept_score, "regions": regions,
+              "layer": layer}
+    print(f"HINT at {layer} ({concept_score} score, {regions} regions) fitted in {time.time() - started:.0f} s on "
+          "training scenes with "
           f"{train_distractors[0]}-{train_distractors[1]} other objects; held-out F1 " + ", ".join(
               f"{hierarchy.label(c).split(',')[0]} {v['f1']:.2f}" for c, v in hint.held_out_scores().items()
               if c in CONCEPTS))
     n_scenes, shares = responsible_cells(hint, spec.model, train, "animal.n.01")
     report["responsible_cells"] = {"scenes": n_scenes, **shares}
-    print(f"animal's responsible positions in the {n_scenes} training scenes with an animal and another object:")
+    print(f"where the saliency rule puts the animal's responsible positions in the {n_scenes} training scenes with "
+          "an animal and another object:")
     for kind, ((mean, low, high), area) in shares.items():
         print(f"  on {kind:22s} {mean:.3f} [{low:.3f}, {high:.3f}] of them (its share of the cells: {area:.3f})")
     demo_test = data["demo + concept-free"][:96]
@@ -156,6 +215,9 @@ def main(out, train_distractors, concept_score):
               f"[{row['maxboxacc_v2_low']:.3f}, {row['maxboxacc_v2_high']:.3f}]")
     print("ROC-AUC of present vs absent [95 % bootstrap over images], mean score on images with / without the "
           "concept")
+    training_cells = Scored(hint, spec.model, train)
+    probes = {concept: LayerProbe(training_cells, torch.tensor(hierarchy.leaves_under(concept)))
+              for concept in CONCEPTS}
     for name, samples in data.items():
         scored = Scored(hint, spec.model, samples)
         report["recognition"][name] = recognition_rates(spec.model, samples, hierarchy, CONCEPTS,
@@ -167,6 +229,13 @@ def main(out, train_distractors, concept_score):
             print(f"  {hierarchy.label(concept).split(',')[0]}: {int(present.sum())} with, {int((~present).sum())} "
                   "without")
             scores, peaks_on_objects = scored.scores(concept)
+            probe_maps, probe_aucs = probes[concept].maps(scored)
+            scores["layer probe (masks told): peak"] = probe_maps.amax(1)
+            peaks_on_objects["layer probe (masks told)"] = scored.objects.gather(
+                1, probe_maps.argmax(1, keepdim=True))[:, 0]
+            report["rows"].append({"data": name, "concept": concept, "score": "layer probe: cell AUC", **probe_aucs})
+            print("    layer probe (masks told), cells' AUC of the concept's object against " + ", ".join(
+                f"{against} {auc:.3f}" for against, auc in probe_aucs.items() if auc is not None))
             for map_name, on_object in peaks_on_objects.items():
                 share = bootstrap_mean(on_object[~present].float().numpy())
                 chance = float(scored.objects[~present].float().mean())
@@ -193,5 +262,8 @@ if __name__ == "__main__":
     parser.add_argument("--train-distractors", nargs=2, type=int, default=[0, 2], metavar=("MIN", "MAX"))
     parser.add_argument("--concept-score", default="log_probability", choices=["log_probability", "logit"],
                         help="HINT's concept score (the demo's: log_probability)")
+    parser.add_argument("--regions", default="saliency", choices=["saliency", "saliency_on_objects"],
+                        help="HINT's region rule (the demo's: saliency)")
+    parser.add_argument("--layer", default=None, help="HINT's layer (the demo's: _blocks.10)")
     args = parser.parse_args()
-    main(args.out, args.train_distractors, args.concept_score)
+    main(args.out, args.train_distractors, args.concept_score, args.regions, args.layer)

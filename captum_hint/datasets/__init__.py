@@ -8,7 +8,7 @@ from .models import MODELS, ModelSpec, load_model
 from .planted import (PLANTED_CLASSES, PlantedConceptNet, PlantedModel, PlantedScenes, check_planted_truth,
                       planted_hierarchy, train_planted_model)
 from .readers import CUB200, VOC2007, VOC_CONCEPTS, ImageNetBoxes, WnidImageFolder
-from .samples import collate_samples, object_classes
+from .samples import collate_samples, concept_cells, object_classes
 from .stamps import DISTRACTOR_CATEGORIES, RECOGNIZED_SCENES, StampScenes, fetch_stamps, stamp_table
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "fetch_stamps",
     "load_model",
     "mask_scenes",
+    "concept_cells",
     "object_classes",
     "planted_hierarchy",
     "stamp_table",

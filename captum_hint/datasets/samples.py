@@ -21,7 +21,8 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-__all__ = ["MEAN", "STD", "collate_samples", "object_classes", "split_batch", "to_input", "scaled_boxes"]
+__all__ = ["MEAN", "STD", "collate_samples", "concept_cells", "object_classes", "split_batch", "to_input",
+           "scaled_boxes"]
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -80,3 +81,28 @@ def object_classes(batch, num_classes: int) -> Tensor:
     indicator = torch.zeros(len(parts), num_classes, dtype=torch.bool)
     indicator[image, classes] = True
     return indicator
+
+
+def concept_cells(batch, membership: Tensor, size: Tuple[int, int]) -> Tensor:
+    """N x K x h x w booleans: the cells of an h x w grid that hold a pixel of an object under concept k.
+
+    Args:
+        batch: a :func:`collate_samples` batch (its ``masks`` and ``labels`` lists).
+        membership: K x C booleans, concept k's leaves (``ConceptHierarchy.membership``).
+        size: the grid (a layer's ``(h, w)``); a cell counts when any pixel of the object falls in it.
+    """
+    if not isinstance(batch, dict) or not isinstance(batch.get("masks"), (list, tuple)):
+        raise ValueError("batch: the object cells (HINT's regions='saliency_on_objects') need dict batches with "
+                         f"'masks' and 'labels' lists (collate_samples); got {type(batch).__name__} batches")
+    labels = [torch.as_tensor(labels, dtype=torch.long).view(-1) for labels in batch["labels"]]
+    if any(len(masks) != len(parts) for masks, parts in zip(batch["masks"], labels)):
+        raise ValueError("batch: every image needs one mask per object label")
+    n, k = len(labels), membership.shape[0]
+    cells = torch.zeros(n, k, *size)
+    if sum(len(parts) for parts in labels):
+        masks = torch.cat([torch.as_tensor(m).view(-1, *m.shape[-2:]) for m in batch["masks"]]).float()
+        pooled = torch.nn.functional.adaptive_max_pool2d(masks[:, None], size)[:, 0]  # objects x h x w
+        under = membership[:, torch.cat(labels)].T.float()  # objects x K
+        image = torch.repeat_interleave(torch.arange(n), torch.tensor([len(p) for p in labels]))
+        cells.index_add_(0, image, under[:, :, None, None] * pooled[:, None])
+    return cells > 0

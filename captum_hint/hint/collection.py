@@ -20,11 +20,15 @@ from ..attr import SALIENCY_METHODS
 from ..attr._base import check_image_batch
 from ..attr.shared_pass import SharedPassSaliency
 from ..concepts.scores import ConceptScore
-from ..datasets.samples import object_classes, split_batch
+from ..datasets.samples import concept_cells, object_classes, split_batch
 from .distributed import merge_banks_across_ranks, rank_and_world, sum_across_ranks
 from .regions import RegionBank, responsible_regions
 
-__all__ = ["FROM_GRADIENT", "LABEL_SOURCES", "check_label_source", "shared_pass_settings", "stream_regions"]
+__all__ = ["FROM_GRADIENT", "LABEL_SOURCES", "REGION_RULES", "check_label_source", "shared_pass_settings",
+           "stream_regions"]
+
+#: How :class:`HINT` finds a concept's responsible positions (see its ``regions`` argument).
+REGION_RULES = ("saliency", "saliency_on_objects")
 
 #: Where :meth:`HINT.fit` takes each image's leaf labels from (see its ``labels`` argument).
 LABEL_SOURCES = ("given", "predicted", "objects")
@@ -61,17 +65,27 @@ def shared_pass_settings(method: str, saliency_kwargs: Dict[str, Any]) -> Dict[s
 
 
 def _layer_rows(hint, activations: Tensor, saliency: Tensor, pair_image: Tensor, pair_concept: Tensor,
-                under: Tensor, image_ids: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Bank rows (vectors, buckets, concepts of the row's image, image ids) of one layer for one batch."""
+                under: Tensor, image_ids: Tensor, raw=None) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Bank rows (vectors, buckets, concepts of the row's image, image ids) of one layer for one batch.
+
+    ``raw`` (the batch as the data loader gave it) supplies the object masks
+    when ``hint.regions`` is ``"saliency_on_objects"``.
+    """
     if activations.dim() != 4:
         raise ValueError(f"layer: HINT needs a layer whose output is N x D x h x w (spatial); {hint.layer!r} gives "
                          f"{tuple(activations.shape)}")
     regions = responsible_regions(saliency, hint.threshold, hint.aggregation, hint.percentile)
     responsible = regions.responsible[:, 0].cpu()  # P x h x w
-    # Background: positions responsible for none of the image's concepts.
-    any_responsible = torch.zeros(activations.shape[0], *responsible.shape[1:], dtype=torch.bool)
-    any_responsible.index_put_((pair_image,), responsible, accumulate=True)
-    background = ~any_responsible & under.any(1)[:, None, None]
+    if hint.regions == "saliency_on_objects":
+        cells = concept_cells(raw, hint.hierarchy.membership(hint.concepts), tuple(responsible.shape[1:]))
+        responsible &= cells[pair_image, pair_concept]
+        # Background: positions on no object of the image's concepts (other objects included).
+        background = ~cells.any(1) & under.any(1)[:, None, None]
+    else:
+        # Background: positions responsible for none of the image's concepts.
+        any_responsible = torch.zeros(activations.shape[0], *responsible.shape[1:], dtype=torch.bool)
+        any_responsible.index_put_((pair_image,), responsible, accumulate=True)
+        background = ~any_responsible & under.any(1)[:, None, None]
     positions = activations.permute(0, 2, 3, 1).cpu()  # N x h x w x D
     p, i, j = responsible.nonzero(as_tuple=True)
     n, bi, bj = background.nonzero(as_tuple=True)
@@ -206,7 +220,8 @@ def stream_regions(hints: Sequence, dataloader: Iterable, labels: str) -> Tuple[
         for hint, bank, layer_activations, layer_saliency in zip(hints, banks, activations, saliency):
             if len(pair_image) == 0:  # no image of the batch is under a concept of the set
                 break
-            bank.add(*_layer_rows(hint, layer_activations, layer_saliency, pair_image, pair_concept, under, image_ids))
+            bank.add(*_layer_rows(hint, layer_activations, layer_saliency, pair_image, pair_concept, under, image_ids,
+                                   raw))
         n_local += len(images)
     n_images = n_local
     if world > 1:

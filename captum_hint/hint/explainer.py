@@ -28,7 +28,7 @@ from ..concepts.scores import check_concept_score
 from ..core.checks import check_finite, check_fraction, check_number, check_positive_int
 from ..core.model_state import evaluation_mode, model_device
 from .classifiers import HELD_OUT_SCORES, ConceptClassifier, fit_concept_classifiers
-from .collection import check_label_source, stream_regions
+from .collection import REGION_RULES, check_label_source, stream_regions
 from .distributed import broadcast_from_rank0, rank_and_world
 from .regions import Aggregation, RegionBank, training_targets
 from .shapley import NeuronConceptShapley
@@ -83,6 +83,17 @@ class HINT:
             :func:`~captum_hint.concepts.concept_scores`.
         aggregation, threshold, percentile: region extraction (see
             :func:`~captum_hint.responsible_regions`).
+        regions: ``"saliency"`` (the paper's rule: a concept's responsible
+            positions are its salient ones, the background every position
+            salient for none of the image's concepts) or
+            ``"saliency_on_objects"`` (for data with object masks, such as
+            :class:`~captum_hint.datasets.StampScenes`: the salient positions
+            that lie on an object of the concept, and as background every
+            position on no object of the image's concepts, other objects
+            included; a position is on an object when any of its pixels is).
+            The saliency of a concept also marks other objects of a scene,
+            which the paper's rule makes positives; see the HINT page's
+            *Does a map say whether the concept is there?*.
         max_regions_per_concept, max_background, store_dtype: the memory bound
             of the region bank (see :class:`~captum_hint.hint.regions.RegionBank`).
         classifier_kwargs: passed to :func:`~captum_hint.hint.classifiers.fit_concept_classifiers`.
@@ -126,6 +137,7 @@ class HINT:
         aggregation: Aggregation = "l2",
         threshold: float = 0.5,
         percentile: float = 99.0,
+        regions: str = "saliency",
         saliency_target: str = "concept",
         concept_score: str = "log_probability",
         saliency_kwargs: Optional[Dict[str, Any]] = None,
@@ -146,6 +158,8 @@ class HINT:
                             ("n_regions", n_regions), ("batch_size", batch_size)):
             check_positive_int(name, value)
         _check_shapley_kwargs(shapley_kwargs or {})
+        if regions not in REGION_RULES:
+            raise ValueError(f"regions: expected one of {', '.join(map(repr, REGION_RULES))}, got {regions!r}")
         if saliency_target not in ("concept", "leaf"):
             raise ValueError(f"saliency_target: expected 'concept' or 'leaf', got {saliency_target!r}")
         self.concept_score = check_concept_score(concept_score)
@@ -167,6 +181,7 @@ class HINT:
         self.saliency_kwargs = dict(saliency_kwargs or {})
         self.saliency_target = saliency_target
         self.aggregation, self.threshold, self.percentile = aggregation, threshold, percentile
+        self.regions = regions
         self.max_regions_per_concept, self.max_background = max_regions_per_concept, max_background
         self.store_dtype = store_dtype
         self.classifier_kwargs = dict(classifier_kwargs or {})
@@ -499,6 +514,7 @@ class HINT:
             else f"callable:{getattr(self.aggregation, '__name__', 'unnamed')}",
             "threshold": self.threshold,
             "percentile": self.percentile,
+            "regions": self.regions,
             "max_regions_per_concept": self.max_regions_per_concept,
             "max_background": self.max_background,
             "classifier_kwargs": self.classifier_kwargs,
@@ -570,7 +586,7 @@ class HINT:
         hint = cls(
             model, config["layer"], ConceptHierarchy.from_dict(config["hierarchy"]), config["concepts"],
             saliency=config["saliency"], aggregation=config["aggregation"], threshold=config["threshold"],
-            percentile=config["percentile"], saliency_target=config["saliency_target"],
+            percentile=config["percentile"], regions=config.get("regions", "saliency"), saliency_target=config["saliency_target"],
             concept_score=config["concept_score"],
             saliency_kwargs=config["saliency_kwargs"], max_regions_per_concept=config["max_regions_per_concept"],
             max_background=config["max_background"], classifier_kwargs=config["classifier_kwargs"],

@@ -225,3 +225,23 @@ def test_wnid_image_folder_and_collate(tmp_path):
     (tmp_path / "not_a_wnid").mkdir()
     with pytest.raises(ValueError, match=r"sub-folders \['not_a_wnid'\] are not wnids"):
         WnidImageFolder(tmp_path, wnids)
+
+
+def test_concept_cells_mark_the_grid_cells_any_pixel_of_an_object_falls_in():
+    from captum_hint.datasets import concept_cells
+
+    first, second = torch.zeros(2, 4, 4, dtype=torch.bool), torch.zeros(1, 4, 4, dtype=torch.bool)
+    first[0, 1, 1] = True  # class 0, in cell (0, 0) of the 2 x 2 grid
+    first[1, 2:, 1:3] = True  # class 2, in cells (1, 0) and (1, 1)
+    second[0, 0, 3] = True  # class 1, in cell (0, 1)
+    batch = {"masks": [first, second], "labels": [torch.tensor([0, 2]), torch.tensor([1])]}
+    membership = torch.tensor([[True, True, False], [False, False, True]])  # concept 0: classes 0, 1; concept 1: 2
+    cells = concept_cells(batch, membership, (2, 2))
+    assert cells.shape == (2, 2, 2, 2)
+    assert cells[0, 0].tolist() == [[True, False], [False, False]]
+    assert cells[0, 1].tolist() == [[False, False], [True, True]]
+    assert cells[1, 0].tolist() == [[False, True], [False, False]] and not cells[1, 1].any()
+    empty = {"masks": [torch.zeros(0, 4, 4, dtype=torch.bool)], "labels": [torch.zeros(0, dtype=torch.long)]}
+    assert not concept_cells(empty, membership, (2, 2)).any()
+    with pytest.raises(ValueError, match="one mask per object label"):
+        concept_cells({"masks": [first], "labels": [torch.tensor([0])]}, membership, (2, 2))

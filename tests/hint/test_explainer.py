@@ -53,6 +53,45 @@ def test_region_extraction_by_hand():
     assert torch.equal(under, torch.tensor([[True, True], [True, False]])[image_ids])
 
 
+def test_regions_on_objects_by_hand():
+    from captum_hint.datasets import collate_samples
+
+    model = SpatialLinear()
+    hierarchy = ConceptHierarchy.from_paths(["x/a", "x/b"])
+    images = torch.arange(16.0).view(2, 2, 2, 2) + 1
+
+    def mask(*positions):
+        grid = torch.zeros(2, 2, dtype=torch.bool)
+        for i, j in positions:
+            grid[i, j] = True
+        return grid
+
+    # image 0 (label a): an a object at (0, 0) and a b object at (1, 1); image 1 (label b): a b object on (1, 0), (0, 0)
+    objects = [([0, 1], [mask((0, 0)), mask((1, 1))]), ([1], [mask((1, 0), (0, 0))])]
+    samples = [{"image": images[n], "label": [0, 1][n], "boxes": torch.zeros(len(labels), 4),
+                "masks": torch.stack(masks), "labels": torch.tensor(labels)} for n, (labels, masks) in enumerate(objects)]
+    hint = HINT(model, "features", hierarchy, concepts=["x", "a"], saliency="gradient", saliency_target="leaf",
+                percentile=100, regions="saliency_on_objects", classifier_kwargs={"holdout": 0},
+                shapley_kwargs={"n_permutations": 4}, progress=False)
+    hint.fit(DataLoader(samples, batch_size=2, collate_fn=collate_samples))
+
+    def pixels(n, positions):
+        return {tuple(images[n, :, i, j].tolist()) for i, j in positions}
+
+    vectors, buckets, _, _ = hint.bank_.rows()
+    rows = lambda b: {tuple(v.tolist()) for v in vectors[buckets == b].float()}  # noqa: E731
+    # salient (as in test_region_extraction_by_hand): image 0 at (0,0), (1,1) for x and a; image 1 at (1,0) for x.
+    # a keeps only the position on its object; x keeps both (b is an x); the background is every position on no
+    # object of the image's concepts
+    assert rows(0) == pixels(0, [(0, 0), (1, 1)]) | pixels(1, [(1, 0)])
+    assert rows(1) == pixels(0, [(0, 0)])
+    assert rows(-1) == pixels(0, [(0, 1), (1, 0)]) | pixels(1, [(0, 1), (1, 1)])
+    with pytest.raises(ValueError, match="regions: expected one of 'saliency', 'saliency_on_objects'"):
+        HINT(model, "features", hierarchy, concepts=["x"], regions="masks")
+    with pytest.raises(ValueError, match="regions='saliency_on_objects'\\) need dict batches"):
+        hint.fit(DataLoader(TensorDataset(images, torch.tensor([0, 1])), batch_size=2))
+
+
 def test_training_targets_by_hand():
     buckets = torch.tensor([0, 1, -1, 0])
     under = torch.tensor([[True, True], [True, True], [True, False], [True, False]])
@@ -159,6 +198,7 @@ def test_save_and_load_exactly(small_fit, tmp_path):
     hint.save(tmp_path / "hint")
     again = HINT.load(tmp_path / "hint", hint.model, progress=False)
     assert again.concepts == hint.concepts and again.layer == hint.layer and again.hierarchy == hint.hierarchy
+    assert again._config() == hint._config()  # every setting, the region rule included
     torch.testing.assert_close(again.scores_, hint.scores_, rtol=0, atol=0)
     torch.testing.assert_close(again.standard_errors_, hint.standard_errors_, rtol=0, atol=0)
     torch.testing.assert_close(again.f1_, hint.f1_, rtol=0, atol=0, equal_nan=True)
