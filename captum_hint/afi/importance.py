@@ -39,10 +39,14 @@ __all__ = ["feature_importance", "channel_importance", "meta_detector", "gradien
 
 
 def feature_importance(occluder: GlobalFeatureOccluder, images: Tensor, layer: LayerSpec,
-                       batch_size: int = 32) -> Tensor:
+                       batch_size: int = 32, attribute_to_layer_input: bool = False) -> Tensor:
     """Eq. 6-7: the mean activation drop under the occluder, negatives zeroed: C x H x W.
 
     Streams ``images`` ``batch_size`` at a time; equals the mean of the per-image drops.
+    ``attribute_to_layer_input``: the drops of the layer's input, e.g. the
+    rectified features of a block whose output is a signed residual sum
+    (EfficientNet's ``_blocks.10._project_conv`` reads its block's ReLU6
+    features): there a drop means a detector was dimmed.
     """
     check_image_batch(images)
     if not hasattr(occluder, "delta_"):
@@ -51,7 +55,8 @@ def feature_importance(occluder: GlobalFeatureOccluder, images: Tensor, layer: L
     total = None
     with evaluation_mode(occluder.model, "feature_importance"):
         for start in range(0, len(images), batch_size):
-            drops = method.attribute(images[start : start + batch_size], occluder.delta_, occluder.valid_range)
+            drops = method.attribute(images[start : start + batch_size], occluder.delta_, occluder.valid_range,
+                                     attribute_to_layer_input)
             total = drops.sum(0) if total is None else total + drops.sum(0)
     return (total / len(images)).clamp_min(0)
 
@@ -64,12 +69,16 @@ def channel_importance(scores: Tensor) -> Tensor:
     return totals / totals.max() if totals.max() > 0 else torch.zeros_like(totals)
 
 
-def meta_detector(model: nn.Module, layer: LayerSpec, weights: Tensor, images: Tensor) -> Tensor:
-    """Eq. 9: ``sum_c w_c A_c`` for a batch, N x 1 x H x W (a pooled layer gives N x 1 x 1 x 1)."""
+def meta_detector(model: nn.Module, layer: LayerSpec, weights: Tensor, images: Tensor,
+                  attribute_to_layer_input: bool = False) -> Tensor:
+    """Eq. 9: ``sum_c w_c A_c`` for a batch, N x 1 x H x W (a pooled layer gives N x 1 x 1 x 1).
+
+    ``attribute_to_layer_input``: ``A`` is the layer's input (as for :func:`feature_importance`).
+    """
     check_image_batch(images)
     module = resolve_layer(model, layer)
     with evaluation_mode(model, "meta_detector"):
-        features = layer_output(model, module, images)
+        features = layer_output(model, module, images, attribute_to_layer_input)
     if features.shape[1] != weights.numel():
         raise ValueError(f"weights: expected {features.shape[1]} channel weights for this layer, got {weights.numel()}")
     shaped = weights.to(features.device, features.dtype).view(1, -1, *([1] * (features.dim() - 2)))
@@ -77,8 +86,12 @@ def meta_detector(model: nn.Module, layer: LayerSpec, weights: Tensor, images: T
     return combined.view(len(images), 1, *(combined.shape[2:] or (1, 1)))
 
 
-def gradient_importance(model: nn.Module, layer: LayerSpec, images: Tensor, y, batch_size: int = 32) -> Tensor:
-    """The gradient baseline (TCAV-style): mean over the images of ``d Z[y] / d f_l``, negatives zeroed."""
+def gradient_importance(model: nn.Module, layer: LayerSpec, images: Tensor, y, batch_size: int = 32,
+                        attribute_to_layer_input: bool = False) -> Tensor:
+    """The gradient baseline (TCAV-style): mean over the images of ``d Z[y] / d f_l``, negatives zeroed.
+
+    ``attribute_to_layer_input``: with respect to the layer's input (as for :func:`feature_importance`).
+    """
     check_image_batch(images)
     leaves = class_leaves(y)
 
@@ -86,7 +99,8 @@ def gradient_importance(model: nn.Module, layer: LayerSpec, images: Tensor, y, b
         return concept_logit(model(x), leaves)[:, None]
 
     with evaluation_mode(model, "gradient_importance"):
-        gradient = mean_layer_gradient(score, resolve_layer(model, layer), images, batch_size)
+        gradient = mean_layer_gradient(score, resolve_layer(model, layer), images, batch_size,
+                                       attribute_to_layer_input)
     return gradient.clamp_min(0)
 
 
@@ -151,21 +165,23 @@ def concept_importance(model: nn.Module, weights: Mapping[str, Tensor], probes: 
 
 def distillation_test(model: nn.Module, layer: LayerSpec, weights: Tensor, positives: Tensor, negatives: Tensor,
                       hidden: Tuple[int, int] = (32, 16), epochs: int = 200, lr: float = 0.01,
-                      holdout: float = 0.3, seed: int = 0) -> Dict[str, float]:
+                      holdout: float = 0.3, seed: int = 0, attribute_to_layer_input: bool = False
+                      ) -> Dict[str, float]:
     """Sec. 4.2: held-out accuracy of a student MLP (hidden sizes 32, 16; 2 outputs) on meta-detector outputs.
 
     Positives are images of class y, negatives of other classes; both are split
     (seeded) into training and held-out parts. The student is trained with
-    Adam on the standardized, flattened meta-detector outputs; its weights
-    come from a private generator.
+    Adam on the standardized, flattened meta-detector outputs (at the
+    layer's input with ``attribute_to_layer_input``); its weights come from
+    a private generator.
 
     Returns:
         ``{"accuracy", "n_train", "n_test"}``.
     """
     check_fraction("holdout", holdout, allow_one=False)
     check_positive_int("epochs", epochs)
-    features = torch.cat([meta_detector(model, layer, weights, positives).flatten(1),
-                          meta_detector(model, layer, weights, negatives).flatten(1)]).float().cpu()
+    features = torch.cat([meta_detector(model, layer, weights, images, attribute_to_layer_input).flatten(1)
+                          for images in (positives, negatives)]).float().cpu()
     targets = torch.cat([torch.ones(len(positives)), torch.zeros(len(negatives))]).long()
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(features), generator=generator)
@@ -199,10 +215,12 @@ def distillation_test(model: nn.Module, layer: LayerSpec, weights: Tensor, posit
 
 def class_impression(occluder: GlobalFeatureOccluder, layer: LayerSpec, weights: Tensor,
                      shape: Sequence[int] = (3, 224, 224), steps: int = 200, lr: float = 0.05,
-                     tv_weight: float = 0.05, seed: int = 0) -> Tensor:
+                     tv_weight: float = 0.05, seed: int = 0, attribute_to_layer_input: bool = False) -> Tensor:
     """An input maximizing the meta-detector's total activation, with a total-variation penalty.
 
     Starts from small seeded noise; stays in the model's valid input range.
+    ``attribute_to_layer_input``: the meta-detector reads the layer's input
+    (as for :func:`feature_importance`).
     Returns 1 x C x H x W (normalized for the model).
     """
     check_positive_int("steps", steps)
@@ -219,7 +237,7 @@ def class_impression(occluder: GlobalFeatureOccluder, layer: LayerSpec, weights:
         for _ in range(steps):
             optimizer.zero_grad()
             valid = occlude(image, torch.zeros(()), occluder.valid_range)
-            features = layer_output(model, module, valid, grad=True)
+            features = layer_output(model, module, valid, attribute_to_layer_input, grad=True)
             activation = (features * shaped.to(features.dtype)).sum(1).mean()
             tv = (valid[..., 1:, :] - valid[..., :-1, :]).abs().mean() + (valid[..., 1:] - valid[..., :-1]).abs().mean()
             (-activation + tv_weight * tv).backward()

@@ -56,16 +56,21 @@ class LayerFeatureOcclusion(LayerAttribution):
         LayerAttribution.__init__(self, forward_func, resolve_layer(forward_func, layer))
 
     def attribute(self, inputs: Tensor, delta: Tensor,
-                  valid_range: Optional[Tuple[Tensor, Tensor]] = None) -> Tensor:
+                  valid_range: Optional[Tuple[Tensor, Tensor]] = None,
+                  attribute_to_layer_input: bool = False) -> Tensor:
         """Activation drops ``f_l(x) - f_l(clamp(x - delta))``: the layer's shape, per image.
 
         Args:
             inputs: N x C x H x W images (normalized for the model).
             delta: C x H x W occluder (or N x C x H x W).
             valid_range: per-channel (low, high) of valid inputs, applied after subtracting.
+            attribute_to_layer_input: the drops of the layer's (first) input
+                instead of its output, as in Captum's layer methods; e.g. the
+                rectified features a projection convolution reads.
         """
         check_image_batch(inputs)
         if delta.shape[-3:] != inputs.shape[-3:]:
             raise ValueError(f"delta: expected the images' shape {tuple(inputs.shape[-3:])}, got {tuple(delta.shape)}")
-        return (layer_output(self.forward_func, self.layer, inputs)
-                - layer_output(self.forward_func, self.layer, occlude(inputs, delta, valid_range)))
+        return (layer_output(self.forward_func, self.layer, inputs, attribute_to_layer_input)
+                - layer_output(self.forward_func, self.layer, occlude(inputs, delta, valid_range),
+                               attribute_to_layer_input))

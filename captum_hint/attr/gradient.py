@@ -19,18 +19,20 @@ __all__ = ["LayerGradient", "LayerGradientXActivation", "LayerIntegratedGradient
 
 
 def mean_layer_gradient(score: Callable[[Tensor], Tensor], layer: nn.Module, images: Tensor,
-                        batch_size: int = 32) -> Tensor:
+                        batch_size: int = 32, attribute_to_layer_input: bool = False) -> Tensor:
     """The mean over ``images`` of ``d score / d layer output``: the layer output's shape without N.
 
     ``score`` maps a batch to N x 1 scores; gradients come from Captum's
     ``compute_layer_gradients_and_eval``, ``batch_size`` images per pass, so
     memory is bounded whatever the number of images. The caller sets the
-    model's mode.
+    model's mode. ``attribute_to_layer_input``: with respect to the layer's
+    input instead.
     """
     check_positive_int("batch_size", batch_size)
     total = None
     for start in range(0, len(images), batch_size):
-        (gradients,), _ = compute_layer_gradients_and_eval(score, layer, images[start : start + batch_size], 0)
+        (gradients,), _ = compute_layer_gradients_and_eval(score, layer, images[start : start + batch_size], 0,
+                                                           attribute_to_layer_input=attribute_to_layer_input)
         summed = gradients.detach().sum(0)
         total = summed if total is None else total + summed
     return total / len(images)

@@ -137,3 +137,23 @@ def test_a_layer_not_in_the_model(images):
         feature_importance(occluder, images, "features.9")
     with pytest.raises(RuntimeError, match="occluder: call fit"):
         feature_importance(GlobalFeatureOccluder(net, progress=False), images, "features.1")
+
+
+def test_a_layer_input_reads_what_the_layer_before_outputs(images):
+    """``attribute_to_layer_input``: the input of the pool ``features.2`` is the ReLU output ``features.1``."""
+    net = TwoStageNet(classes=2).eval()
+    occluder = GlobalFeatureOccluder(net, progress=False)
+    occluder.delta_ = torch.linspace(-0.5, 0.5, 3 * 8 * 8).view(3, 8, 8)
+    at_output = feature_importance(occluder, images, "features.1")
+    assert at_output.abs().sum() > 0
+    torch.testing.assert_close(feature_importance(occluder, images, "features.2", attribute_to_layer_input=True),
+                               at_output, rtol=0, atol=0)
+    weights = channel_importance(at_output)
+    torch.testing.assert_close(meta_detector(net, "features.2", weights, images, attribute_to_layer_input=True),
+                               meta_detector(net, "features.1", weights, images), rtol=0, atol=0)
+    torch.testing.assert_close(gradient_importance(net, "features.2", images, 1, attribute_to_layer_input=True),
+                               gradient_importance(net, "features.1", images, 1))
+    positives, negatives = images.abs() + 1, -images.abs() - 1
+    assert distillation_test(net, "features.2", weights, positives, negatives, epochs=20,
+                             attribute_to_layer_input=True) == \
+        distillation_test(net, "features.1", weights, positives, negatives, epochs=20)
