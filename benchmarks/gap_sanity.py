@@ -13,7 +13,13 @@ Prints, measured side by side in one run:
 4. Eq. 13: the discriminative degree per layer.
 5. Fig. 7(a): cascading randomization, Spearman correlation with the original maps.
 
-Usage: ``python benchmarks/gap_sanity.py [--images 16] [--surrogate-images 48] [--out gap-benchmark.json]``
+``--testbed recognized`` runs on ``RECOGNIZED_SCENES`` (scenes the model
+recognizes), ``--baseline zero`` ablates a channel to zero (the ground
+truth gAP's average activation estimates: for a decision linear in the
+layer, the zero-ablation drop is H x W x alpha) instead of to its mean.
+
+Usage: ``python benchmarks/gap_sanity.py [--images 16] [--surrogate-images 48] [--testbed stamps]
+[--baseline mean] [--out gap-benchmark.json]``
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import torch
 
 from captum_hint.attr.activation_propagation import layer_output
 from captum_hint.concepts import ConceptHierarchy
-from captum_hint.datasets import StampScenes, load_model, stamp_table
+from captum_hint.datasets import RECOGNIZED_SCENES, StampScenes, load_model, stamp_table
 from captum_hint.evaluation import recognition_rates, recognition_summary
 from captum_hint.evaluation.statistics import bootstrap_mean
 from captum_hint.gap import HierarchicalDecomposition
@@ -52,6 +58,10 @@ def main() -> None:
     parser.add_argument("--randomization-images", type=int, default=4, help="scenes for Fig. 7 (default 4)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="gap-benchmark.json", help="where to write every figure as JSON")
+    parser.add_argument("--testbed", default="stamps", choices=["stamps", "recognized"],
+                        help="single-object stamp scenes as before (stamps) or RECOGNIZED_SCENES (recognized)")
+    parser.add_argument("--baseline", default="mean", choices=["mean", "zero"],
+                        help="Table 1's ablation: a channel set to its mean (as before) or to zero (what AA estimates)")
     parser.add_argument("--parts", nargs="+", default=["table1", "surrogate", "degree", "randomization"],
                         choices=["table1", "surrogate", "degree", "randomization"], help="which parts to run")
     args = parser.parse_args()
@@ -60,14 +70,16 @@ def main() -> None:
     spec = load_model("efficientnet-lite0")
     model = spec.model
     hierarchy = ConceptHierarchy.imagenet()
+    settings = RECOGNIZED_SCENES if args.testbed == "recognized" else {"categories": ("animals", "vehicles")}
     scenes = StampScenes("test", max(args.images, args.surrogate_images), objects=(1, 1), seed=args.seed + 1,
-                         categories=("animals", "vehicles"))
+                         **settings)
     samples = [scenes[i] for i in range(len(scenes))]
     images = torch.stack([s["image"] for s in samples])
     labels = torch.tensor([s["label"] for s in samples])
     decomposition = HierarchicalDecomposition(model)
     report = {"model": "efficientnet-lite0", "layers": decomposition.layers, "seed": args.seed,
-              "data": f"stamp scenes (test split, one object each, seed {args.seed + 1})"}
+              "data": f"stamp scenes (test split, one object each, seed {args.seed + 1}, {args.testbed})",
+              "ablation_baseline": args.baseline}
     print(f"EfficientNet-Lite0, stages {decomposition.layers}; {args.images} scenes for Table 1")
     # does the model see the objects' concepts in these scenes? (top-1 class under the concept, issue 22)
     report["recognition"] = recognition_rates(model, samples, hierarchy, RECOGNITION_CONCEPTS, seed=args.seed)
@@ -88,7 +100,8 @@ def main() -> None:
 
 def table1_and_cost(args, model, images, decomposition, report):
     """Table 1 (PCC per stage pair) and the cost per image."""
-    table = contribution_sanity(decomposition, images[: args.images])
+    baseline = 0.0 if args.baseline == "zero" else "mean"
+    table = contribution_sanity(decomposition, images[: args.images], baseline=baseline)
     generator = torch.Generator().manual_seed(args.seed)
     rows = []
     print(f"\n{'pair':<28} {'AA (gAP)':>26} {'MA':>26} {'AG':>26} {'MG':>26} {'random':>26}")
