@@ -31,9 +31,11 @@ the mean colour, ``RECOGNIZED_SCENES``), photos split by stamp:
   classifies as the target, negatives scenes of other photos it does not;
   balanced (the smaller count); student MLP 32-16-2, 30 % held out, 10
   split seeds (interval over the seeds), against uniform weights and the
-  gradient (TCAV-style) weights.
+  gradient (TCAV-style) weights; with ``--without-t`` also the occluder
+  fitted without t at the balanced lambda (Table 2's ablation).
 
-    .venv/bin/python benchmarks/afi_protocol.py [--lams 0.05 10 1000] [--iterations 40] [--out afi-protocol.json]
+    .venv/bin/python benchmarks/afi_protocol.py [--lams 0.05 10 1000] [--iterations 40] [--without-t]
+        [--out afi-protocol.json]
 """
 
 from __future__ import annotations
@@ -98,12 +100,13 @@ def distillation(model, weights, positives, negatives):
     return bootstrap_mean(accuracies)
 
 
-def run_occluder(spec, target, lam, iterations, positives, negatives):
+def run_occluder(spec, target, lam, iterations, positives, negatives, use_transform=True):
     """One occluder: its sparsity, Table 1 in-sample and held out, channel entropy, distillation."""
     started = time.time()
     y = target.leaves[0] if len(target.leaves) == 1 else set(target.leaves)
     occluder = GlobalFeatureOccluder(spec.model, lam=lam, lr=0.05, max_iterations=iterations, mean=spec.mean,
-                                     std=spec.std, seed=0, progress=False).fit(target.fit, y)
+                                     std=spec.std, use_transform=use_transform, seed=0, progress=False
+                                     ).fit(target.fit, y)
     delta = occluder.delta_
     std = torch.tensor(spec.std).view(3, 1, 1)
     penalty = lam * float(delta.abs().mean())
@@ -112,7 +115,8 @@ def run_occluder(spec, target, lam, iterations, positives, negatives):
     weights = channel_importance(feature_importance(occluder, used, RECTIFIED, attribute_to_layer_input=True))
     share = weights / weights.sum()
     entropy = float(-(share[share > 0] * share[share > 0].log()).sum() / math.log(len(share)))
-    row = {"lambda": lam, "used": occluder.n_used_, "dropped": occluder.n_dropped_, "steps": occluder.n_iterations_,
+    row = {"lambda": lam, "t": use_transform, "used": occluder.n_used_, "dropped": occluder.n_dropped_,
+           "steps": occluder.n_iterations_,
            "success": occluder.success_rate_, "mean_abs_delta": float(delta.abs().mean()),
            "changed_pixels": float(((delta.abs() * std).amax(0) > CHANGED).float().mean()),
            "l1_share": penalty / (abs(logit_term) + penalty), "entropy": entropy}
@@ -122,7 +126,8 @@ def run_occluder(spec, target, lam, iterations, positives, negatives):
                                                  .float().numpy())}
     row["distillation"] = distillation(spec.model, weights, positives, negatives)
     row["seconds"] = time.time() - started
-    print(f"  lambda {lam:g}: {row['used']} scenes used ({row['dropped']} dropped), {row['steps']} steps, success "
+    print(f"  lambda {lam:g}{'' if use_transform else ', without t'}: {row['used']} scenes used "
+          f"({row['dropped']} dropped), {row['steps']} steps, success "
           f"{row['success']:.2f}; mean |delta| {row['mean_abs_delta']:.4f}, pixels changed > 4/255 "
           f"{row['changed_pixels']:.2f}, l1 share of the loss {row['l1_share']:.2f}, channel-weight entropy "
           f"{entropy:.3f}")
@@ -134,6 +139,7 @@ def run_occluder(spec, target, lam, iterations, positives, negatives):
 
 
 def run_target(spec, target, lams, iterations, report):
+    """The baselines' and the occluders' (one per lambda) distillation and figures for one target."""
     positives, negatives = target.balanced()
     print(f"\n{target.name} ({len(target.leaves)} class(es), {target.photos} photos): recognition (top-1 under it) "
           f"fit scenes {fmt(bootstrap_mean(target.hits(target.fit).float().numpy()))}, held-out scenes "
@@ -160,12 +166,16 @@ def main(args):
     spec = load_model("efficientnet-lite0")
     hierarchy = ConceptHierarchy.imagenet()
     report = {"layer": f"input of {RECTIFIED}", "seeds": len(SEEDS), "targets": {}}
-    single = run_target(spec, Target(spec.model, hierarchy, args.target_class, args.fit_scenes, args.test_scenes),
-                        args.lams, args.iterations, report)
-    balanced = min(single["occluders"], key=lambda row: abs(row["l1_share"] - 0.5))["lambda"]
+    single = Target(spec.model, hierarchy, args.target_class, args.fit_scenes, args.test_scenes)
+    entry = run_target(spec, single, args.lams, args.iterations, report)
+    balanced = min(entry["occluders"], key=lambda row: abs(row["l1_share"] - 0.5))["lambda"]
     report["balanced_lambda"] = balanced
-    run_target(spec, Target(spec.model, hierarchy, args.concept, args.fit_scenes, args.test_scenes), [balanced],
-               args.iterations, report)
+    concept = Target(spec.model, hierarchy, args.concept, args.fit_scenes, args.test_scenes)
+    run_target(spec, concept, [balanced], args.iterations, report)
+    for target in (single, concept) if args.without_t else ():
+        print(f"\n{target.name}, Table 2's ablation:")
+        report["targets"][target.name]["occluders"].append(run_occluder(
+            spec, target, balanced, args.iterations, *target.balanced(), use_transform=False)[0])
     print(f"\n{time.time() - started:.0f} s")
     with open(args.out, "w", encoding="utf-8") as handle:
         json.dump(report, handle, indent=1)
@@ -179,5 +189,7 @@ if __name__ == "__main__":
     parser.add_argument("--iterations", type=int, default=40)
     parser.add_argument("--fit-scenes", type=int, default=16)
     parser.add_argument("--test-scenes", type=int, default=64)
+    parser.add_argument("--without-t", action="store_true",
+                        help="also each target's occluder without t at the balanced lambda (Table 2's ablation)")
     parser.add_argument("--out", default="afi-protocol.json")
     main(parser.parse_args())

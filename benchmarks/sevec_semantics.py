@@ -1,7 +1,8 @@
 """SeVec on the real EfficientNet-Lite0 with stamp scenes: the paper's tests, side by side in one run.
 
 1. Fig. 7: the generalized pointing game (keep the highest pixels holding m % of
-   the map's energy; a hit when they all lie in the target object's box) of
+   the map's energy; a hit when they all lie in the target object's box, or, the
+   paper's wording read the other way, in any box of the target concept) of
    Guided Backprop and Gradient x Input against their semantic versions, on
    scenes of 2-3 objects, each object explained for its own concept; with a
    centre-Gaussian map as the trivial baseline, 95 % bootstrap intervals over
@@ -101,16 +102,26 @@ def main() -> None:
                       for s in range(0, len(images), 8)]
             maps[f"{'semantic ' if semantic else ''}{name}"] = torch.cat(chunks).abs().sum(1, keepdim=True)
     maps["centre Gaussian"] = centre_gaussian(images.shape[-1]).expand(len(images), 1, -1, -1)
-    hits = {name: {m: energy_pointing_game(value, boxes, m).float().numpy() for m in ENERGIES}
-            for name, value in maps.items()}
-    print(f"\ngeneralized pointing game on {len(pairs)} (image, object) pairs; mean [95 % CI]")
-    print(f"{'energy':>7}" + "".join(f"{name:>28}" for name in maps))
-    rows = []
-    for m in ENERGIES:
-        stats = {name: bootstrap_mean(hits[name][m]) for name in maps}
-        rows.append({"energy": m, **stats})
-        print(f"{m:>7.2f}" + "".join(f"{s[0]:>10.3f} [{s[1]:.3f}, {s[2]:.3f}]" for s in stats.values()))
-    report["pointing_game"] = rows
+    # the paper: a hit when the kept area "lies in the bounding box of the corresponding target object"; with
+    # several objects of the target concept in a scene that is either the explained object's box or any of them
+    readings = {"the explained object's box": boxes,
+                "any box of the target concept": [test[i]["boxes"][torch.isin(test[i]["labels"], torch.tensor(
+                    hierarchy.leaves_under(c)))] for i, _, c in pairs]}
+    report["pointing_game_readings"] = {}
+    for reading, reading_boxes in readings.items():
+        reading_hits = {name: {m: energy_pointing_game(value, reading_boxes, m).float().numpy() for m in ENERGIES}
+                        for name, value in maps.items()}
+        print(f"\ngeneralized pointing game on {len(pairs)} (image, object) pairs, a hit inside {reading}; "
+              "mean [95 % CI]")
+        print(f"{'energy':>7}" + "".join(f"{name:>28}" for name in maps))
+        rows = []
+        for m in ENERGIES:
+            stats = {name: bootstrap_mean(reading_hits[name][m]) for name in maps}
+            rows.append({"energy": m, **stats})
+            print(f"{m:>7.2f}" + "".join(f"{s[0]:>10.3f} [{s[1]:.3f}, {s[2]:.3f}]" for s in stats.values()))
+        report["pointing_game_readings"][reading] = rows
+        if reading_boxes is boxes:
+            hits, report["pointing_game"] = reading_hits, rows
     print("\npaired difference semantic - plain (mean [95 % CI])")
     differences = []
     for name in methods:
