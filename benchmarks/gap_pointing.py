@@ -93,19 +93,19 @@ def near(masks, tolerance):
 def score(levels, target_masks, other_masks, image_size):
     """Per level: per-image hits (target, other object, border, top-left corner, negative response), shares."""
     table = []
+    grown = {"on the object": near(target_masks, TOLERANCE), "on the other object": near(other_masks, TOLERANCE)}
     for level in levels:
         height, width = level["size"]
         pixel = ((level["peak"].float() + 0.5) * torch.tensor([image_size / height, image_size / width]) - 0.5)
         pixel = pixel.round().long().clamp(0, image_size - 1)
         rows = torch.arange(len(pixel))
-        on_target = near(target_masks, TOLERANCE)[rows, pixel[:, 0], pixel[:, 1]]
-        on_other = near(other_masks, TOLERANCE)[rows, pixel[:, 0], pixel[:, 1]] & ~on_target
+        on_target = grown["on the object"][rows, pixel[:, 0], pixel[:, 1]]
+        on_other = grown["on the other object"][rows, pixel[:, 0], pixel[:, 1]] & ~on_target
         row, col = level["peak"][:, 0], level["peak"][:, 1]
         border = (row == 0) | (col == 0) | (row == height - 1) | (col == width - 1)
         ring = 1 - (height - 2) * (width - 2) / (height * width)
         valid = level["has_child"]
-        chance = {name: float(near(masks, TOLERANCE)[valid].float().mean())
-                  for name, masks in (("on the object", target_masks), ("on the other object", other_masks))}
+        chance = {name: float(masks[valid].float().mean()) for name, masks in grown.items()}
         table.append({"layer": level["layer"], "n": int(valid.sum()), "ring_share": ring, "chance": chance,
                       **{name: bootstrap_mean(values[valid].float().numpy()) for name, values in (
                           ("on the object", on_target), ("on the other object", on_other), ("on the border", border),

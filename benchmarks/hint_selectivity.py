@@ -60,7 +60,8 @@ from captum_hint.app.demo import DEMO_CONCEPTS, DEMO_SCENES
 from captum_hint.concepts import ConceptHierarchy
 from captum_hint.concepts.scores import ConceptScore, concept_scores
 from captum_hint.core.allocator import reuse_freed_memory
-from captum_hint.datasets import DISTRACTOR_CATEGORIES, RECOGNIZED_SCENES, StampScenes, collate_samples, load_model
+from captum_hint.datasets import (DISTRACTOR_CATEGORIES, RECOGNIZED_SCENES, StampScenes, collate_samples,
+                                  concept_cells, load_model)
 from captum_hint.evaluation import (bootstrap_mean, evaluate_localization, localization_table, presence_auc,
                                     recognition_rates, recognition_summary)
 from captum_hint.attr import LayerGradient
@@ -73,9 +74,16 @@ FRACTIONS = {"HINT 20 % Shapley": 0.2, "HINT all neurons": 1.0}
 CONCEPT_FREE = tuple(c for c in DISTRACTOR_CATEGORIES if c != "household") + ("household/tools",)
 
 
-def grid_cells(masks, size):
-    """A mask per object -> the layer's grid cells that hold any pixel of any of them (h x w bool)."""
-    return torch.nn.functional.adaptive_max_pool2d(masks.any(0, keepdim=True).float(), size)[0].bool()
+def cell_kinds(samples, leaves, size, num_classes):
+    """(cells on an object of the concept, cells on another object and none of the concept's): N x h x w each.
+
+    :func:`captum_hint.datasets.concept_cells` with two "concepts": the concept's leaves and every other class.
+    """
+    inside = torch.zeros(1, num_classes, dtype=torch.bool)
+    inside[0, leaves] = True
+    cells = concept_cells({"masks": [s["masks"] for s in samples], "labels": [s["labels"] for s in samples]},
+                          torch.cat([inside, ~inside]), size)
+    return cells[:, 0], cells[:, 1] & ~cells[:, 0]
 
 
 class Scored:
@@ -88,7 +96,8 @@ class Scored:
         with torch.no_grad():
             self.logits = torch.cat([model(self.images[i : i + 32]) for i in chunks])
         self.size = tuple(self.features.shape[-2:])
-        self.objects = torch.stack([grid_cells(s["masks"], self.size) for s in samples]).flatten(1)
+        # any object: the cells of the concepts "no class" and "every class" together
+        self.objects = torch.stack(cell_kinds(samples, [], self.size, hint.hierarchy.num_classes)).any(0).flatten(1)
 
     def scores(self, concept):
         """Per image: each map's peak and mean, and the model's concept probability; whether each peak is on
@@ -104,13 +113,6 @@ class Scored:
         membership[0, self.hint.hierarchy.leaves_under(concept)] = True
         scores["model: p(concept)"] = concept_scores(self.logits, membership)[:, 0].exp()
         return scores, peaks_on_objects
-
-
-def cell_kinds(samples, leaves, size):
-    """(cells on an object of the concept, cells on another object and none of the concept's): N x h x w each."""
-    concept_cells = torch.stack([grid_cells(s["masks"][torch.isin(s["labels"], leaves)], size) for s in samples])
-    other_cells = torch.stack([grid_cells(s["masks"][~torch.isin(s["labels"], leaves)], size) for s in samples])
-    return concept_cells, other_cells & ~concept_cells
 
 
 class LayerProbe:
@@ -134,7 +136,7 @@ class LayerProbe:
 
     def cells(self, scored):
         """(every cell's channels, on the concept's object, on another object), cells of all images in a row."""
-        concept, other = cell_kinds(scored.samples, self.leaves, scored.size)
+        concept, other = cell_kinds(scored.samples, self.leaves, scored.size, scored.hint.hierarchy.num_classes)
         features = scored.features.permute(0, 2, 3, 1).reshape(-1, scored.features.shape[1]).float().numpy()
         return features, concept.flatten(), other.flatten()
 
@@ -167,9 +169,8 @@ def responsible_cells(hint, model, samples, concept):
     responsible = responsible_regions(saliency, hint.threshold, hint.aggregation, hint.percentile).responsible[:, 0]
     size = tuple(responsible.shape[-2:])
 
-    concept_cells, other_cells = cell_kinds(chosen, leaves, size)
-    kinds = {"the concept's object": concept_cells, "another object": other_cells,
-             "texture": ~concept_cells & ~other_cells}
+    on_concept, on_other = cell_kinds(chosen, leaves, size, hint.hierarchy.num_classes)
+    kinds = {"the concept's object": on_concept, "another object": on_other, "texture": ~on_concept & ~on_other}
     total = responsible.flatten(1).sum(1).clamp_min(1)
     return len(chosen), {kind: (bootstrap_mean(((responsible & where).flatten(1).sum(1) / total).numpy()),
                                 float(where.float().mean())) for kind, where in kinds.items()}
