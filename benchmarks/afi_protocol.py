@@ -75,6 +75,7 @@ class Target:
     def __init__(self, model, hierarchy, name, n_fit, n_test):
         self.name, self.model = name, model
         self.leaves = hierarchy.leaves_under(hierarchy.lookup(name))
+        self.y = self.leaves[0] if len(self.leaves) == 1 else set(self.leaves)  # the occluder's target
         animals_and_vehicles = tuple(RECOGNIZED_SCENES["categories"])
         rows = [r for r in stamp_table() if r["path"].startswith(animals_and_vehicles)]
         mine = tuple(r["path"] for r in rows if r["label"] in self.leaves)
@@ -82,6 +83,9 @@ class Target:
         self.photos = len(mine)
         self.fit, self.held_out = scenes(mine, "train", n_fit, 0), scenes(mine, "test", n_test, 1)
         self.others = scenes(others, "test", 2 * n_test, 2)
+        # the clean scenes' hits, computed once
+        self.fit_hits, self.held_out_hits = self.hits(self.fit), self.hits(self.held_out)
+        self.used = self.fit[self.fit_hits]
 
     def hits(self, images):
         with torch.no_grad():
@@ -89,7 +93,7 @@ class Target:
         return torch.isin(top1, torch.tensor(self.leaves))
 
     def balanced(self):
-        positives, negatives = self.held_out[self.hits(self.held_out)], self.others[~self.hits(self.others)]
+        positives, negatives = self.held_out[self.held_out_hits], self.others[~self.hits(self.others)]
         n = min(len(positives), len(negatives))
         return positives[:n], negatives[:n]
 
@@ -103,16 +107,14 @@ def distillation(model, weights, positives, negatives):
 def run_occluder(spec, target, lam, iterations, positives, negatives, use_transform=True):
     """One occluder: its sparsity, Table 1 in-sample and held out, channel entropy, distillation."""
     started = time.time()
-    y = target.leaves[0] if len(target.leaves) == 1 else set(target.leaves)
     occluder = GlobalFeatureOccluder(spec.model, lam=lam, lr=0.05, max_iterations=iterations, mean=spec.mean,
                                      std=spec.std, use_transform=use_transform, seed=0, progress=False
-                                     ).fit(target.fit, y)
+                                     ).fit(target.fit, target.y)
     delta = occluder.delta_
     std = torch.tensor(spec.std).view(3, 1, 1)
     penalty = lam * float(delta.abs().mean())
     logit_term = occluder.history_["loss"][-1] - penalty
-    used = target.fit[target.hits(target.fit)]
-    weights = channel_importance(feature_importance(occluder, used, RECTIFIED, attribute_to_layer_input=True))
+    weights = channel_importance(feature_importance(occluder, target.used, RECTIFIED, attribute_to_layer_input=True))
     share = weights / weights.sum()
     entropy = float(-(share[share > 0] * share[share > 0].log()).sum() / math.log(len(share)))
     row = {"lambda": lam, "t": use_transform, "used": occluder.n_used_, "dropped": occluder.n_dropped_,
@@ -120,8 +122,9 @@ def run_occluder(spec, target, lam, iterations, positives, negatives, use_transf
            "success": occluder.success_rate_, "mean_abs_delta": float(delta.abs().mean()),
            "changed_pixels": float(((delta.abs() * std).amax(0) > CHANGED).float().mean()),
            "l1_share": penalty / (abs(logit_term) + penalty), "entropy": entropy}
-    for split, images in (("in-sample", target.fit), ("held-out", target.held_out)):
-        row[split] = {"n": len(images), "clean": bootstrap_mean(target.hits(images).float().numpy()),
+    for split, images, clean in (("in-sample", target.fit, target.fit_hits),
+                                 ("held-out", target.held_out, target.held_out_hits)):
+        row[split] = {"n": len(images), "clean": bootstrap_mean(clean.float().numpy()),
                       "occluded": bootstrap_mean(target.hits(occlude(images, delta, occluder.valid_range))
                                                  .float().numpy())}
     row["distillation"] = distillation(spec.model, weights, positives, negatives)
@@ -142,14 +145,12 @@ def run_target(spec, target, lams, iterations, report):
     """The baselines' and the occluders' (one per lambda) distillation and figures for one target."""
     positives, negatives = target.balanced()
     print(f"\n{target.name} ({len(target.leaves)} class(es), {target.photos} photos): recognition (top-1 under it) "
-          f"fit scenes {fmt(bootstrap_mean(target.hits(target.fit).float().numpy()))}, held-out scenes "
-          f"{fmt(bootstrap_mean(target.hits(target.held_out).float().numpy()))}; distillation on {len(positives)} + "
+          f"fit scenes {fmt(bootstrap_mean(target.fit_hits.float().numpy()))}, held-out scenes "
+          f"{fmt(bootstrap_mean(target.held_out_hits.float().numpy()))}; distillation on {len(positives)} + "
           f"{len(negatives)} balanced scenes")
-    used = target.fit[target.hits(target.fit)]
-    y = target.leaves[0] if len(target.leaves) == 1 else set(target.leaves)
     baselines = {"uniform": torch.ones(672),
                  "gradient (TCAV-style)": channel_importance(gradient_importance(
-                     spec.model, RECTIFIED, used, y, attribute_to_layer_input=True))}
+                     spec.model, RECTIFIED, target.used, target.y, attribute_to_layer_input=True))}
     entry = {"photos": target.photos, "balanced_n": len(positives), "occluders": [], "baselines": {}}
     for name, weights in baselines.items():
         entry["baselines"][name] = distillation(spec.model, weights, positives, negatives)

@@ -36,16 +36,12 @@ from torch.utils.data import DataLoader
 
 from captum_hint.concepts import ConceptHierarchy
 from captum_hint.datasets import RECOGNIZED_SCENES, StampScenes, collate_samples, load_model
+from captum_hint.evaluation import top1_classes
 from captum_hint.evaluation.statistics import bootstrap_mean
 from captum_hint.sevec import SemanticVectors, neuron_vs_vector_test
 
 CONCEPTS = ["carnivore.n.01", "ungulate.n.01", "primate.n.02", "rodent.n.01", "bird.n.01", "fish.n.01",
             "insect.n.01", "reptile.n.01", "wheeled_vehicle.n.01", "craft.n.02"]
-
-
-def top1(model, images):
-    with torch.no_grad():
-        return torch.cat([model(images[i : i + 32]).argmax(1) for i in range(0, len(images), 32)])
 
 
 def table1(sevec, images, targets, seed):
@@ -69,7 +65,7 @@ def main(n_train, min_scenes, out):
     same_photos = list(StampScenes("train", n_train // 2, objects=(1, 1), seed=1, **RECOGNIZED_SCENES))
     images = torch.stack([s["image"] for s in same_photos])
     truth = torch.tensor([s["label"] for s in same_photos])
-    predicted = top1(model, images)
+    predicted = top1_classes(model, same_photos)
     of_classes = torch.isin(truth, torch.tensor(classes))
     chosen = of_classes & (predicted == truth)
     recognition = bootstrap_mean((predicted == truth)[of_classes].float().numpy())
@@ -84,7 +80,7 @@ def main(n_train, min_scenes, out):
     held_out = list(StampScenes("test", n_train // 2, objects=(1, 1), seed=2, **RECOGNIZED_SCENES))
     images = torch.stack([s["image"] for s in held_out])
     truth = torch.tensor([s["label"] for s in held_out])
-    predicted = top1(model, images)
+    predicted = top1_classes(model, held_out)
     concepts = [c for c in CONCEPTS if torch.isin(labels, torch.tensor(hierarchy.leaves_under(c))).sum() >= min_scenes]
     owner = torch.full((len(held_out),), -1)
     correct = torch.zeros(len(held_out), dtype=torch.bool)

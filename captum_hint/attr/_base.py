@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 from typing import Callable, List, Optional, Union
 
 import torch
@@ -11,6 +12,7 @@ from torch import Tensor, nn
 
 from ..concepts.scores import ConceptScore, is_concept, is_concept_list
 from ..core.checks import check_finite
+from ..core.model_state import evaluation_mode
 
 LayerSpec = Union[str, nn.Module]
 
@@ -143,7 +145,37 @@ def prepare_target(forward_func: Callable, target, batch_size: int):
     return _CheckedTargets(forward_func, int(indices.min()), int(indices.max())), target
 
 
-class LayerSaliency(LayerAttribution, GradientAttribution):
+def _guarded(attribute: Callable) -> Callable:
+    @functools.wraps(attribute)
+    def guarded(self, *args, **kwargs):
+        try:
+            model = _root_module(self.forward_func)
+        except TypeError:  # a plain function: no module whose state could change
+            return attribute(self, *args, **kwargs)
+        with evaluation_mode(model, type(self).__name__):
+            return attribute(self, *args, **kwargs)
+
+    return guarded
+
+
+class GuardsModel:
+    """Mixin: each subclass's ``attribute`` (and ``propagate``) runs the model in eval mode, one call per model at
+    a time.
+
+    Through :func:`~captum_hint.core.model_state.evaluation_mode`: a model in
+    train mode is explained as at inference (its BatchNorm statistics stay as
+    they were) and comes back in train mode; a second thread's call on the
+    same model waits until this one has removed its hooks and restored it.
+    """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name in ("attribute", "propagate"):
+            if name in vars(cls):
+                setattr(cls, name, _guarded(vars(cls)[name]))
+
+
+class LayerSaliency(GuardsModel, LayerAttribution, GradientAttribution):
     """Base of HINT's modified saliency methods stopped at a hidden layer.
 
     Args:

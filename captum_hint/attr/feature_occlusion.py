@@ -16,7 +16,7 @@ import torch
 from captum.attr import LayerAttribution
 from torch import Tensor
 
-from ._base import LayerSpec, check_image_batch, resolve_layer
+from ._base import GuardsModel, LayerSpec, check_image_batch, resolve_layer
 from .activation_propagation import layer_output
 
 __all__ = ["LayerFeatureOcclusion", "occlude"]
@@ -40,7 +40,7 @@ def occlude(inputs: Tensor, delta: Tensor, valid_range: Optional[Tuple[Tensor, T
     return torch.maximum(torch.minimum(occluded, high), low)
 
 
-class LayerFeatureOcclusion(LayerAttribution):
+class LayerFeatureOcclusion(GuardsModel, LayerAttribution):
     """Per-image activation drop of a layer when an input occluder is subtracted.
 
     ``attribute(inputs, delta)`` returns ``f_l(x) - f_l(x - delta)``, shaped

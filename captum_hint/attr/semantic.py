@@ -21,7 +21,7 @@ from captum.attr import GradientAttribution
 from torch import Tensor
 
 from ..core.checks import check_fraction
-from ._base import LayerSpec, check_image_batch, prepare_target, resolve_layer
+from ._base import GuardsModel, LayerSpec, check_image_batch, prepare_target, resolve_layer
 from .guided_backprop import LayerGuidedBackprop
 
 __all__ = ["SemanticGuidedBackprop", "SemanticGradientXInput", "semantic_mask"]
@@ -36,7 +36,7 @@ def semantic_mask(semantic_vector: Tensor, threshold: float = 0.5) -> Tensor:
     return semantic_vector / peak > threshold
 
 
-class _SemanticAttribution(GradientAttribution):
+class _SemanticAttribution(GuardsModel, GradientAttribution):
     """Input attributions with the backward signal masked at one layer by a semantic vector.
 
     Args:

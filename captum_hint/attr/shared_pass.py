@@ -42,7 +42,7 @@ from torch import Tensor, nn
 from ..concepts.scores import ConceptScore
 from ..core.checks import check_finite, check_number, check_positive_int
 from ..core.model_state import evaluation_mode
-from ._base import LayerSpec, _root_module, check_image_batch, resolve_layer
+from ._base import GuardsModel, LayerSpec, _root_module, check_image_batch, resolve_layer
 from .guided_backprop import guide_relus_in_graph
 from .replay import ReplayBelow, modules_wholly_below
 
@@ -135,7 +135,7 @@ class _LayerTap:
         return logits, self.outputs
 
 
-class SharedPassSaliency(LayerAttribution, GradientAttribution):
+class SharedPassSaliency(GuardsModel, LayerAttribution, GradientAttribution):
     """Layer saliency of several targets per image (and several layers) from shared passes.
 
     Args:

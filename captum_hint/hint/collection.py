@@ -65,11 +65,13 @@ def shared_pass_settings(method: str, saliency_kwargs: Dict[str, Any]) -> Dict[s
 
 
 def _layer_rows(hint, activations: Tensor, saliency: Tensor, pair_image: Tensor, pair_concept: Tensor,
-                under: Tensor, image_ids: Tensor, raw=None) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+                under: Tensor, image_ids: Tensor, raw: Any, membership: Tensor
+                ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """Bank rows (vectors, buckets, concepts of the row's image, image ids) of one layer for one batch.
 
-    ``raw`` (the batch as the data loader gave it) supplies the object masks
-    when ``hint.regions`` is ``"saliency_on_objects"``.
+    ``raw`` (the batch as the data loader gave it) supplies the object masks,
+    ``membership`` (K x C, the concepts' leaves) their concepts, when
+    ``hint.regions`` is ``"saliency_on_objects"``.
     """
     if activations.dim() != 4:
         raise ValueError(f"layer: HINT needs a layer whose output is N x D x h x w (spatial); {hint.layer!r} gives "
@@ -77,7 +79,7 @@ def _layer_rows(hint, activations: Tensor, saliency: Tensor, pair_image: Tensor,
     regions = responsible_regions(saliency, hint.threshold, hint.aggregation, hint.percentile)
     responsible = regions.responsible[:, 0].cpu()  # P x h x w
     if hint.regions == "saliency_on_objects":
-        cells = concept_cells(raw, hint.hierarchy.membership(hint.concepts), tuple(responsible.shape[1:]))
+        cells = concept_cells(raw, membership, tuple(responsible.shape[1:]))
         responsible &= cells[pair_image, pair_concept]
         # Background: positions on no object of the image's concepts (other objects included).
         background = ~cells.any(1) & under.any(1)[:, None, None]
@@ -221,7 +223,7 @@ def stream_regions(hints: Sequence, dataloader: Iterable, labels: str) -> Tuple[
             if len(pair_image) == 0:  # no image of the batch is under a concept of the set
                 break
             bank.add(*_layer_rows(hint, layer_activations, layer_saliency, pair_image, pair_concept, under, image_ids,
-                                   raw))
+                                   raw, membership))
         n_local += len(images)
     n_images = n_local
     if world > 1:
