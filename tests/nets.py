@@ -1,5 +1,7 @@
 """Small hand-built networks shared by the tests."""
 
+import time
+
 import torch
 from torch import nn
 
@@ -71,3 +73,20 @@ class ResidualNet(nn.Module):
         x = torch.relu(self.stem(x))
         x = torch.relu(x + self.conv2(torch.relu(self.conv1(x))))
         return self.fc(x.mean(dim=(2, 3)))
+
+
+class BatchNormNet(nn.Module):
+    """Two stages with a BatchNorm, 6 classes; with ``hold`` each forward pass takes that many seconds
+    longer, so calls from two threads overlap unless one waits for the other."""
+
+    def __init__(self, hold: float = 0.0):
+        super().__init__()
+        torch.manual_seed(0)
+        self.features = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                                      nn.Conv2d(4, 5, 3, padding=1), nn.ReLU(), nn.Conv2d(5, 6, 3, padding=1))
+        self.fc = nn.Linear(6, 6)
+        self.hold = hold
+
+    def forward(self, x):
+        time.sleep(self.hold)
+        return self.fc(torch.relu(self.features(x)).mean((2, 3)))

@@ -26,11 +26,11 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-from ..attr._base import LayerSpec, check_image_batch, resolve_layer
+from ..attr._base import LayerSpec, check_image_batch, check_spatial, resolve_layer
 from ..attr.activation_propagation import layer_output
 from ..attr.gradient import mean_layer_gradient
 from ..attr.feature_occlusion import LayerFeatureOcclusion, occlude
-from ..core.checks import check_fraction, check_number, check_positive_int
+from ..core.checks import check_finite, check_fraction, check_number, check_positive_int
 from ..core.model_state import evaluation_mode
 from .occluder import GlobalFeatureOccluder, class_leaves, concept_logit
 
@@ -48,21 +48,23 @@ def feature_importance(occluder: GlobalFeatureOccluder, images: Tensor, layer: L
     (EfficientNet's ``_blocks.10._project_conv`` reads its block's ReLU6
     features): there a drop means a detector was dimmed.
     """
-    check_image_batch(images)
+    check_image_batch(images, "images")
     if not hasattr(occluder, "delta_"):
         raise RuntimeError("occluder: call fit() first")
     method = LayerFeatureOcclusion(occluder.model, layer)
     total = None
     with evaluation_mode(occluder.model, "feature_importance"):
         for start in range(0, len(images), batch_size):
-            drops = method.attribute(images[start : start + batch_size], occluder.delta_, occluder.valid_range,
-                                     attribute_to_layer_input)
+            drops = check_spatial(layer, method.attribute(images[start : start + batch_size], occluder.delta_,
+                                                          occluder.valid_range, attribute_to_layer_input),
+                                  "feature_importance")
             total = drops.sum(0) if total is None else total + drops.sum(0)
     return (total / len(images)).clamp_min(0)
 
 
 def channel_importance(scores: Tensor) -> Tensor:
     """Eq. 8: per-channel sums of C x H x W (or C) scores over ``B = max_c sum``; C values in [0, 1]."""
+    check_finite("scores", scores)
     if scores.dim() not in (1, 3) or (scores < 0).any():
         raise ValueError("scores: expected non-negative feature importance shaped C x H x W (or C)")
     totals = scores.flatten(1).sum(1) if scores.dim() == 3 else scores
@@ -75,7 +77,8 @@ def meta_detector(model: nn.Module, layer: LayerSpec, weights: Tensor, images: T
 
     ``attribute_to_layer_input``: ``A`` is the layer's input (as for :func:`feature_importance`).
     """
-    check_image_batch(images)
+    check_image_batch(images, "images")
+    check_finite("weights", weights)
     module = resolve_layer(model, layer)
     with evaluation_mode(model, "meta_detector"):
         features = layer_output(model, module, images, attribute_to_layer_input)
@@ -92,7 +95,7 @@ def gradient_importance(model: nn.Module, layer: LayerSpec, images: Tensor, y, b
 
     ``attribute_to_layer_input``: with respect to the layer's input (as for :func:`feature_importance`).
     """
-    check_image_batch(images)
+    check_image_batch(images, "images")
     leaves = class_leaves(y)
 
     def score(x):
@@ -123,6 +126,8 @@ def mmd_unbiased(x: Tensor, y: Tensor, bandwidth: Optional[float] = None) -> flo
         raise ValueError(f"x, y: expected m x d and n x d samples, got {tuple(x.shape)} and {tuple(y.shape)}")
     if len(x) < 2 or len(y) < 2:
         raise ValueError(f"x, y: the unbiased estimator needs at least 2 samples each, got {len(x)} and {len(y)}")
+    check_finite("x", x)
+    check_finite("y", y)
     x, y = x.double(), y.double()
     sigma = bandwidth if bandwidth is not None else _bandwidth(x, y)
     check_number("bandwidth", sigma, low=0.0, low_open=True)
@@ -180,6 +185,12 @@ def distillation_test(model: nn.Module, layer: LayerSpec, weights: Tensor, posit
     """
     check_fraction("holdout", holdout, allow_one=False)
     check_positive_int("epochs", epochs)
+    for name, images in (("positives", positives), ("negatives", negatives)):
+        if not isinstance(images, Tensor) or images.dim() != 4 or len(images) >= 2:
+            check_image_batch(images, name)
+        if len(images) < 2:  # one class alone makes every held-out answer right
+            raise ValueError(f"{name}: expected at least 2 images (the student learns positives vs negatives), "
+                             f"got {len(images)}")
     features = torch.cat([meta_detector(model, layer, weights, images, attribute_to_layer_input).flatten(1)
                           for images in (positives, negatives)]).float().cpu()
     targets = torch.cat([torch.ones(len(positives)), torch.zeros(len(negatives))]).long()
@@ -237,7 +248,8 @@ def class_impression(occluder: GlobalFeatureOccluder, layer: LayerSpec, weights:
         for _ in range(steps):
             optimizer.zero_grad()
             valid = occlude(image, torch.zeros(()), occluder.valid_range)
-            features = layer_output(model, module, valid, attribute_to_layer_input, grad=True)
+            features = check_spatial(layer, layer_output(model, module, valid, attribute_to_layer_input, grad=True),
+                                     "class_impression")
             activation = (features * shaped.to(features.dtype)).sum(1).mean()
             tv = (valid[..., 1:, :] - valid[..., :-1, :]).abs().mean() + (valid[..., 1:] - valid[..., :-1]).abs().mean()
             (-activation + tv_weight * tv).backward()

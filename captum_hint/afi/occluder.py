@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from ..attr._base import check_image_batch
 from ..attr.feature_occlusion import occlude
-from ..core.checks import check_number, check_positive_int
+from ..core.checks import check_finite, check_number, check_positive_int
 from ..core.model_state import evaluation_mode
 
 __all__ = ["GlobalFeatureOccluder", "valid_input_range", "class_leaves"]
@@ -47,7 +47,18 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 def valid_input_range(mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD):
     """Per-channel (low, high) of normalized inputs whose pixels lie in [0, 1]."""
-    mean, std = torch.tensor(mean, dtype=torch.float32), torch.tensor(std, dtype=torch.float32)
+    tensors = {}
+    for name, values in (("mean", mean), ("std", std)):
+        try:
+            tensors[name] = torch.as_tensor(values, dtype=torch.float32)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(f"{name}: expected one number per channel, got {values!r}") from None
+        if tensors[name].dim() != 1 or not len(tensors[name]):
+            raise ValueError(f"{name}: expected one number per channel, got {values!r}")
+        check_finite(name, tensors[name])
+    mean, std = tensors["mean"], tensors["std"]
+    if len(mean) != len(std):
+        raise ValueError(f"mean, std: expected as many values, got {len(mean)} and {len(std)}")
     if (std <= 0).any():
         raise ValueError(f"std: expected positive values, got {std.tolist()}")
     return -mean / std, (1 - mean) / std
@@ -60,11 +71,16 @@ def class_leaves(y: Union[int, set, frozenset]) -> Tensor:
     leaves = sorted(y) if isinstance(y, (set, frozenset)) else [y]
     if not leaves:
         raise ValueError("y: the concept has no leaf class")
+    if any(isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in leaves):
+        raise ValueError(f"y: expected class indices >= 0, got {y!r} (a negative index is not read from the end)")
     return torch.tensor(leaves)
 
 
 def concept_logit(logits: Tensor, leaves: Tensor) -> Tensor:
     """``log sum_{c in leaves} exp logits_c`` (the class logit for a single class)."""
+    if int(leaves.max()) >= logits.shape[1]:
+        raise ValueError(f"y: class index {int(leaves.max())} is out of range for a model with {logits.shape[1]} "
+                         f"outputs (expected 0..{logits.shape[1] - 1})")
     return torch.logsumexp(logits[:, leaves.to(logits.device)], dim=1)
 
 
@@ -124,8 +140,11 @@ class GlobalFeatureOccluder:
 
     def _predicted_in(self, images: Tensor, leaves: Tensor) -> Tensor:
         with torch.no_grad():
-            predicted = torch.cat([self.model(images[s : s + self.batch_size]).argmax(1)
-                                   for s in range(0, len(images), self.batch_size)])
+            logits = [self.model(images[s : s + self.batch_size]) for s in range(0, len(images), self.batch_size)]
+        if int(leaves.max()) >= logits[0].shape[1]:
+            raise ValueError(f"y: class index {int(leaves.max())} is out of range for a model with "
+                             f"{logits[0].shape[1]} outputs (expected 0..{logits[0].shape[1] - 1})")
+        predicted = torch.cat([part.argmax(1) for part in logits])
         return torch.isin(predicted, leaves.to(predicted.device))
 
     # ------------------------------------------------------------------ fit
@@ -141,10 +160,15 @@ class GlobalFeatureOccluder:
         Raises:
             ValueError: labels not all of class y, or no image is classified as y (also after t).
         """
-        check_image_batch(images)
+        check_image_batch(images, "images")
         leaves = class_leaves(y)
+        if len(self.valid_range[0]) != images.shape[1]:
+            raise ValueError(f"images, mean, std: the images have {images.shape[1]} channel(s), mean and std "
+                             f"{len(self.valid_range[0])}")
         if labels is not None:
             labels = torch.as_tensor(labels).reshape(-1)
+            if len(labels) != len(images):
+                raise ValueError(f"labels: expected one per image ({len(images)}), got {len(labels)}")
             outside = (~torch.isin(labels.cpu(), leaves)).nonzero().flatten().tolist()
             if len(labels) != len(images) or outside:
                 raise ValueError(f"images: not all of class y (labels at positions {outside[:10]} are not y); "

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from ..concepts.wordnet import WordNetUnavailable
 from ..core.allocator import reuse_freed_memory
 from ..core.assets import DebianUnavailable
-from ..core.checks import check_fraction, check_number, check_positive_int
+from ..core.checks import check_fraction, check_index, check_number, check_output_folder, check_positive_int
 from ..datasets.planted import PLANTED_CLASSES
 
 FRACTIONS = (0.1, 0.2, 0.4, 0.8)
@@ -57,6 +57,9 @@ def _argument(check, kind: str):
 
 
 _count = _argument(lambda v: check_positive_int("value", v), "integer")
+#: Scenes a command holds in memory at once (about 0.7 MB each at 224 x 224): more could not finish.
+MAX_SCENES = 20_000
+_scenes = _argument(lambda v: check_positive_int("value", v, maximum=MAX_SCENES), "integer")
 _seed = _argument(lambda v: check_positive_int("value", v, minimum=0), "integer")
 _open_fraction = _argument(lambda v: check_fraction("value", v, allow_one=False), "number")
 _fraction = _argument(lambda v: check_fraction("value", v), "number")
@@ -80,6 +83,23 @@ def _folder(text: str) -> Path:
     if not Path(text).is_dir():
         raise argparse.ArgumentTypeError(f"{text} is not a folder")
     return Path(text)
+
+
+def _out_folder(text: str) -> Path:
+    try:
+        return check_output_folder("value", text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error).split(": ", 1)[-1]) from None
+
+
+def _decision(text: str):
+    """``"predicted"``, a class index (an int >= 0) or a concept (the text, looked up later)."""
+    if text.lstrip("+-").isdigit():
+        index = int(text)
+        if index < 0:
+            raise argparse.ArgumentTypeError(f"expected 'predicted', a class index >= 0 or a concept, got {text}")
+        return index
+    return text
 
 
 def _say(message: str) -> None:
@@ -160,12 +180,9 @@ def evaluate(args) -> int:
 
 def decompose(args) -> int:
     """gAP evidence trees for image files: a pyramid PNG and a JSON tree per image, and an index.html."""
-    import numpy as np
-    from PIL import Image
-
     from ..concepts import ConceptHierarchy
     from ..datasets import load_model
-    from ..datasets.samples import to_input
+    from ..datasets.samples import read_image, to_input
     from ..gap import HierarchicalDecomposition, label_with_concepts, save_tree
     from ..gap.plotting import plot_evidence_pyramid
     from ..hint import HINT
@@ -174,14 +191,14 @@ def decompose(args) -> int:
     hierarchy = ConceptHierarchy.imagenet()
     target, target_name = None, "predicted class"
     if args.target != "predicted":
-        if args.target.lstrip("-").isdigit():
-            target = int(args.target)
-            target_name = hierarchy.label(hierarchy.leaves[target]) if 0 <= target < len(hierarchy.leaves) else args.target
+        if isinstance(args.target, int):
+            target = check_index("--target", args.target, len(hierarchy.leaves), "class index")
+            target_name = hierarchy.label(hierarchy.leaves[target])
         else:
             concept = hierarchy.lookup(args.target)
             target, target_name = set(hierarchy.leaves_under(concept)), hierarchy.label(concept)
     spec = load_model(args.model, None if args.weights == "none" else args.weights)
-    images = torch.stack([to_input(np.array(Image.open(path).convert("RGB")), spec.input_size, spec.mean, spec.std)
+    images = torch.stack([to_input(read_image(path, "images"), spec.input_size, spec.mean, spec.std)
                           for path in args.images])
     decomposition = HierarchicalDecomposition(spec.model, args.layers, (3, spec.input_size, spec.input_size))
     _say(f"decomposing {len(images)} image(s) through {', '.join(decomposition.layers)}")
@@ -415,11 +432,12 @@ def build_parser() -> argparse.ArgumentParser:
     d = commands.add_parser("demo", help="the main job on EfficientNet-Lite0 and stamp scenes, with a report",
                             description="Runs HINT, the F1-across-layers sweep and the localization benchmark on "
                                         "stamp scenes (real photos, exact masks), and writes a report folder.")
-    d.add_argument("--out", default="hint-report", help="report folder to write (default: hint-report)")
+    d.add_argument("--out", type=_out_folder, default="hint-report",
+                   help="report folder to write (default: hint-report)")
     d.add_argument("--model", default="efficientnet-lite0", help="model name (default: efficientnet-lite0)")
-    d.add_argument("--train-scenes", type=_count, default=384,
+    d.add_argument("--train-scenes", type=_scenes, default=384,
                    help="training scenes, one animal or vehicle and 0-2 distractors each (default: 384)")
-    d.add_argument("--test-scenes", type=_count, default=96,
+    d.add_argument("--test-scenes", type=_scenes, default=96,
                    help="test scenes, 1-3 unseen objects and 0-2 distractors each (default: 96)")
     d.add_argument("--saliency", default="gradient", help="layer saliency: gradient (default; fastest on a CPU), "
                    "smoothgrad (the paper's default), gradient_x_input, integrated_gradients, guided_backprop")
@@ -442,7 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="leaf labels from the folders ('given') or the model's predictions")
     r.add_argument("--batch-size", type=_count, default=16, help="images per batch (default: 16)")
     r.add_argument("--seed", type=_seed, default=0, help="seed (default: 0)")
-    r.add_argument("--out", default="hint-run", help="output folder (default: hint-run)")
+    r.add_argument("--out", type=_out_folder, default="hint-run", help="output folder (default: hint-run)")
     r.set_defaults(handler=run)
 
     e = commands.add_parser("evaluate", help="localization scores of a saved HINT",
@@ -460,7 +478,8 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=["shapley", "coef", "random"], help="neuron rankings")
     e.add_argument("--limit", type=_count, help="use at most this many images")
     e.add_argument("--seed", type=_seed, default=0, help="seed (default: 0)")
-    e.add_argument("--out", default="hint-evaluation", help="output folder (default: hint-evaluation)")
+    e.add_argument("--out", type=_out_folder, default="hint-evaluation",
+                   help="output folder (default: hint-evaluation)")
     e.set_defaults(handler=evaluate)
 
     g = commands.add_parser("decompose", help="gAP: a decision as a tree of supporting channels, per image",
@@ -470,13 +489,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("images", nargs="+", type=_image_file, help="image files (any format PIL reads)")
     g.add_argument("--model", default="efficientnet-lite0", help="efficientnet-lite0, vgg16, vgg19, resnet50, inception_v3")
     g.add_argument("--weights", default="DEFAULT", help="'DEFAULT' (pretrained) or 'none' (random)")
-    g.add_argument("--target", default="predicted", help="'predicted' (default), a class index, or a concept "
+    g.add_argument("--target", type=_decision, default="predicted", help="'predicted' (default), a class index, or a concept "
                    "(synset name, wnid or word) whose score is decomposed")
     g.add_argument("--top-k", type=_count, default=3, help="children kept per decision (default: 3)")
     g.add_argument("--min-share", type=_fraction, help="drop children below this share of their parent's evidence")
     g.add_argument("--layers", nargs="+", help="dotted layer names in forward order (default: each stage's last layer)")
     g.add_argument("--hint", type=_saved_hint, help="a saved HINT at one of the layers: name its nodes by concepts")
-    g.add_argument("--out", default="gap-report", help="output folder (default: gap-report)")
+    g.add_argument("--out", type=_out_folder, default="gap-report", help="output folder (default: gap-report)")
     g.set_defaults(handler=decompose)
 
     v = commands.add_parser("sevec", help="semantic vectors of concepts at a layer, with figures",
@@ -492,10 +511,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--representation", default="spatial", choices=["spatial", "pooled"],
                    help="flattened with positions (spatial, default) or averaged over positions (pooled)")
     v.add_argument("--data", type=_folder, help="a folder of wnid sub-folders (default: stamp scenes)")
-    v.add_argument("--train-scenes", type=_count, default=96, help="stamp scenes to fit on (default: 96)")
-    v.add_argument("--test-scenes", type=_count, default=48, help="held-out stamp scenes (default: 48)")
+    v.add_argument("--train-scenes", type=_scenes, default=96, help="stamp scenes to fit on (default: 96)")
+    v.add_argument("--test-scenes", type=_scenes, default=48, help="held-out stamp scenes (default: 48)")
     v.add_argument("--seed", type=_seed, default=0, help="seed (default: 0)")
-    v.add_argument("--out", default="sevec-report", help="output folder (default: sevec-report)")
+    v.add_argument("--out", type=_out_folder, default="sevec-report", help="output folder (default: sevec-report)")
     v.set_defaults(handler=sevec)
 
     a = commands.add_parser("afi", help="Attacking for Interpretability: a class-wide occluder and what it explains",
@@ -508,8 +527,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--layers", nargs="+", default=["_blocks.4", "_blocks.10"], help="layers for importance")
     a.add_argument("--probe-concepts", nargs="+", default=["bird", "mammal", "insect", "wheeled_vehicle"],
                    help="concepts whose importance to the class is measured")
-    a.add_argument("--scenes", type=_count, default=32, help="scenes of the class (default: 32)")
-    a.add_argument("--probe-images", type=_count, default=16, help="scenes per probe concept (default: 16)")
+    a.add_argument("--scenes", type=_scenes, default=32, help="scenes of the class (default: 32)")
+    a.add_argument("--probe-images", type=_scenes, default=16, help="scenes per probe concept (default: 16)")
     a.add_argument("--iterations", type=_count, default=60, help="at most this many Adam steps (default: 60)")
     a.add_argument("--lam", type=_argument(lambda v: check_number("value", v, low=0.0), "number"), default=0.05,
                    help="weight of the l1 term (default: 0.05)")
@@ -517,7 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
                    default=0.05, help="Adam's learning rate (default: 0.05)")
     a.add_argument("--impression-steps", type=_count, default=100, help="steps of the class impression")
     a.add_argument("--seed", type=_seed, default=0, help="seed (default: 0)")
-    a.add_argument("--out", default="afi-report", help="output folder (default: afi-report)")
+    a.add_argument("--out", type=_out_folder, default="afi-report", help="output folder (default: afi-report)")
     a.set_defaults(handler=afi)
 
     t = commands.add_parser("ground-truth", help="every system scored on models with planted concept channels",
@@ -527,10 +546,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--variants", nargs="+", default=["bottleneck", "all"], choices=["bottleneck", "all"],
                    help="planted model variants (default: bottleneck all)")
     t.add_argument("--seeds", nargs="+", type=_seed, default=[0], help="one planted model per seed (default: 0)")
-    t.add_argument("--train-scenes", type=_count, default=1536, help="scenes each planted model is trained on")
+    t.add_argument("--train-scenes", type=_scenes, default=1536, help="scenes each planted model is trained on")
     t.add_argument("--epochs", type=_count, default=40, help="training epochs of each planted model (default: 40)")
-    t.add_argument("--fit-scenes", type=_count, default=256, help="one-object scenes the rankings are fitted on")
-    t.add_argument("--test-scenes", type=_count, default=256, help="held-out scenes of the truth check and maps")
+    t.add_argument("--fit-scenes", type=_scenes, default=256, help="one-object scenes the rankings are fitted on")
+    t.add_argument("--test-scenes", type=_scenes, default=256, help="held-out scenes of the truth check and maps")
     t.add_argument("--saliency", nargs="+", default=["gradient", "gradient_x_input"],
                    choices=["gradient", "gradient_x_input", "guided_backprop", "integrated_gradients", "smoothgrad"],
                    help="HINT's saliencies (default: gradient, its default here, and gradient_x_input)")
@@ -541,14 +560,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--multimodal", nargs=2, metavar=("CLASS", "CLASS"), choices=list(PLANTED_CLASSES),
                    help="also plant one channel that answers to both classes (HINT's multimodal neurons, Fig. 2); "
                         f"classes: {', '.join(PLANTED_CLASSES)}")
-    t.add_argument("--out", default="ground-truth", help="output folder (default: ground-truth)")
+    t.add_argument("--out", type=_out_folder, default="ground-truth", help="output folder (default: ground-truth)")
     t.set_defaults(handler=ground_truth)
     return parser
 
 
-#: Errors that come from what the user asked for (bad values, missing files,
-#: unavailable offline assets): printed as one line, exit status 2.
-USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, WordNetUnavailable, DebianUnavailable)
+#: Errors that come from what the user asked for (bad values, unreadable or unwritable files, a model
+#: package that does not import, unavailable offline assets): printed as one line, exit status 2.
+USER_ERRORS = (ValueError, OSError, ImportError, WordNetUnavailable, DebianUnavailable)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -557,9 +576,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "data", None) in ("imagenet", "cub", "voc") and args.root is None:
         parser.error(f"--root is needed for --data {args.data}")
+    if getattr(args, "out", None) is not None:  # fail before the work, not after it
+        try:
+            args.out.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            parser.error(f"argument --out: cannot make the folder {args.out} ({error.strerror or error})")
     reuse_freed_memory()  # forward passes up to 1.8x faster on glibc (see captum_hint.core.allocator)
     try:
         return args.handler(args)
     except USER_ERRORS as error:
-        print(f"captum-hint: error: {error}", file=sys.stderr)
+        print(f"captum-hint: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2

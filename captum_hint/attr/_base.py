@@ -60,36 +60,46 @@ def resolve_layer(forward_func: Callable, layer: LayerSpec) -> nn.Module:
         ) from None
 
 
-def check_image_batch(inputs: Tensor) -> None:
-    """Raise unless ``inputs`` is a floating N x C x H x W tensor."""
+def check_image_batch(inputs: Tensor, name: str = "inputs") -> None:
+    """Raise unless ``inputs`` is a floating N x C x H x W tensor (errors name the argument ``name``)."""
     if not isinstance(inputs, Tensor):
-        raise TypeError(f"inputs: expected a torch.Tensor, got {type(inputs).__name__}")
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(inputs).__name__}")
     if inputs.dim() != 4:
         hint = " Add a batch dimension with inputs.unsqueeze(0)." if inputs.dim() == 3 else ""
         raise ValueError(
-            "inputs: expected a batch of images shaped (N, C, H, W), got a "
+            f"{name}: expected a batch of images shaped (N, C, H, W), got a "
             f"{inputs.dim()}-D tensor of shape {tuple(inputs.shape)}.{hint}"
         )
     if not inputs.is_floating_point():
-        raise TypeError(f"inputs: expected a floating-point tensor, got {inputs.dtype}")
-    check_finite("inputs", inputs, "images must be finite")
+        raise TypeError(f"{name}: expected a floating-point tensor, got {inputs.dtype}")
+    if 0 in inputs.shape:
+        raise ValueError(f"{name}: expected at least one image of at least one channel and pixel, got shape "
+                         f"{tuple(inputs.shape)}")
+    check_finite(name, inputs, "images must be finite")
+
+
+def check_spatial(layer, output: Tensor, who: str) -> Tensor:
+    """Return ``output`` if it is N x K x H x W; else name the layer, its output's shape and ``who`` needs it."""
+    if output.dim() != 4:
+        raise ValueError(f"layer: {who} needs a spatial layer (output N x K x H x W); {layer!r} gives "
+                         f"{tuple(output.shape)}")
+    return output
 
 
 class _CheckedTargets(nn.Module):
     """Pass-through forward that fails clearly when a class target is out of range."""
 
-    def __init__(self, forward_func: Callable, low: int, high: int):
+    def __init__(self, forward_func: Callable, high: int):
         super().__init__()
         self.forward_func = forward_func
-        self.low, self.high = low, high
+        self.high = high
 
     def forward(self, *args, **kwargs) -> Tensor:
         out = self.forward_func(*args, **kwargs)
         num_outputs = out.shape[1] if out.dim() >= 2 else 1
-        if self.high >= num_outputs or self.low < -num_outputs:
-            bad = self.high if self.high >= num_outputs else self.low
+        if self.high >= num_outputs:
             raise ValueError(
-                f"target: class index {bad} is out of range for a model with "
+                f"target: class index {self.high} is out of range for a model with "
                 f"{num_outputs} outputs (expected 0..{num_outputs - 1})"
             )
         return out
@@ -104,7 +114,9 @@ def prepare_target(forward_func: Callable, target, batch_size: int):
     :class:`~captum_hint.concepts.ConceptScore` forward.
     """
     if is_concept(target):
-        return ConceptScore(forward_func, [target]), 0
+        if not target:
+            raise ValueError("target: a concept needs at least one leaf class, got an empty set")
+        return ConceptScore(forward_func, [target], argument="target"), 0
     if is_concept_list(target):
         if len(target) != batch_size:
             raise ValueError(
@@ -118,7 +130,7 @@ def prepare_target(forward_func: Callable, target, batch_size: int):
                 column[key] = len(unique)
                 unique.append(key)
         index = [column[frozenset(int(c) for c in concept)] for concept in target]
-        return ConceptScore(forward_func, unique), index
+        return ConceptScore(forward_func, unique, argument="target"), index
     if target is None:
         return forward_func, None
     if isinstance(target, int):
@@ -142,7 +154,10 @@ def prepare_target(forward_func: Callable, target, batch_size: int):
         raise ValueError(
             f"target: got {indices.numel()} per-sample targets for a batch of {batch_size}"
         )
-    return _CheckedTargets(forward_func, int(indices.min()), int(indices.max())), target
+    if indices.numel() and int(indices.min()) < 0:
+        raise ValueError(f"target: class index {int(indices.min())} is negative; expected 0..C-1 (a negative "
+                         "index is not read from the end)")
+    return _CheckedTargets(forward_func, int(indices.max())), target
 
 
 def _guarded(attribute: Callable) -> Callable:

@@ -23,7 +23,7 @@ from captum._utils.common import _select_targets
 from captum._utils.gradient import compute_layer_gradients_and_eval
 from torch import Tensor, nn
 
-from ._base import LayerSaliency, LayerSpec, resolve_layer
+from ._base import LayerSaliency, LayerSpec, check_spatial, resolve_layer
 
 __all__ = ["LayerActivationPropagation", "Propagation", "NeuronSelector"]
 
@@ -278,6 +278,7 @@ class LayerActivationPropagation(LayerSaliency):
             (gradients,), (features,) = compute_layer_gradients_and_eval(
                 recording, self.layer, inputs, target, additional_forward_args, device_ids=self.device_ids)
             decisions = _select_targets(recorded["scores"], target).detach().reshape(len(inputs))
+            check_spatial(self.layer, features, "gAP")
             maps = (gradients * features).detach()
             return Propagation(maps, maps.mean((-2, -1)), peak_positions(maps), features.detach(), decisions)
         if target is not None:
@@ -293,6 +294,7 @@ class LayerActivationPropagation(LayerSaliency):
         selectors = resolve_selector(neuron_selector, len(inputs), upper_features)
         gradients, features, decisions = propagate_between(
             self.forward_func, inputs, self.layer, upper, selectors.to(inputs.device), additional_forward_args)
+        check_spatial(self.layer, features, "gAP")
         maps = gradients * features[:, None]
         squeeze = not (isinstance(neuron_selector, Tensor) and neuron_selector.dim() == 3)
         if squeeze:

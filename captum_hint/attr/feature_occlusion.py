@@ -16,6 +16,7 @@ import torch
 from captum.attr import LayerAttribution
 from torch import Tensor
 
+from ..core.checks import check_finite
 from ._base import GuardsModel, LayerSpec, check_image_batch, resolve_layer
 from .activation_propagation import layer_output
 
@@ -33,10 +34,17 @@ def occlude(inputs: Tensor, delta: Tensor, valid_range: Optional[Tuple[Tensor, T
     Returns:
         N x C x H x W.
     """
+    if not isinstance(delta, Tensor):
+        raise TypeError(f"delta: expected a tensor, got {type(delta).__name__}")
+    check_finite("delta", delta, "the occluder must be finite")
     occluded = inputs - delta.to(inputs.device, inputs.dtype)
     if valid_range is None:
         return occluded
-    low, high = (v.to(inputs.device, inputs.dtype).view(1, -1, 1, 1) for v in valid_range)
+    low, high = (check_finite("valid_range", torch.as_tensor(v)).to(inputs.device, inputs.dtype).view(1, -1, 1, 1)
+                 for v in valid_range)
+    if bool((low > high).any()):
+        raise ValueError(f"valid_range: low exceeds high in channel(s) {(low > high).flatten().nonzero().flatten().tolist()}"
+                         "; expected (low, high) with low <= high per channel")
     return torch.maximum(torch.minimum(occluded, high), low)
 
 
@@ -69,8 +77,11 @@ class LayerFeatureOcclusion(GuardsModel, LayerAttribution):
                 rectified features a projection convolution reads.
         """
         check_image_batch(inputs)
+        if not isinstance(delta, Tensor):
+            raise TypeError(f"delta: expected a C x H x W tensor, got {type(delta).__name__}")
         if delta.shape[-3:] != inputs.shape[-3:]:
-            raise ValueError(f"delta: expected the images' shape {tuple(inputs.shape[-3:])}, got {tuple(delta.shape)}")
+            raise ValueError(f"inputs, delta: the occluder's shape {tuple(delta.shape)} differs from the images' "
+                             f"{tuple(inputs.shape[-3:])}")
         return (layer_output(self.forward_func, self.layer, inputs, attribute_to_layer_input)
                 - layer_output(self.forward_func, self.layer, occlude(inputs, delta, valid_range),
                                attribute_to_layer_input))

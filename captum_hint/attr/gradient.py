@@ -9,10 +9,11 @@ from __future__ import annotations
 from typing import Callable, Optional, Union
 
 import captum.attr
+import torch
 from captum._utils.gradient import compute_layer_gradients_and_eval
 from torch import Tensor, nn
 
-from ..core.checks import check_positive_int
+from ..core.checks import check_finite, check_number, check_positive_int
 from ._base import LayerSaliency
 
 __all__ = ["LayerGradient", "LayerGradientXActivation", "LayerIntegratedGradients", "mean_layer_gradient"]
@@ -134,6 +135,17 @@ class LayerIntegratedGradients(LayerSaliency):
         if internal_batch_size is not None:
             check_positive_int("internal_batch_size", internal_batch_size)
         forward, target = self._prepare(inputs, target)
+        if isinstance(baselines, Tensor):
+            check_finite("baselines", baselines)
+            try:
+                fits = torch.broadcast_shapes(baselines.shape, inputs.shape) == inputs.shape
+            except RuntimeError:
+                fits = False
+            if not fits:
+                raise ValueError(f"baselines: expected a scalar or a tensor shaped like the inputs "
+                                 f"{tuple(inputs.shape)} (or broadcasting to it), got {tuple(baselines.shape)}")
+        elif baselines is not None:
+            check_number("baselines", baselines)
         method_ = captum.attr.LayerIntegratedGradients(forward, self.layer, self.device_ids)
         return method_.attribute(
             inputs,

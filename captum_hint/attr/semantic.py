@@ -20,7 +20,7 @@ from captum._utils.gradient import compute_gradients
 from captum.attr import GradientAttribution
 from torch import Tensor
 
-from ..core.checks import check_fraction
+from ..core.checks import check_finite, check_fraction
 from ._base import GuardsModel, LayerSpec, check_image_batch, prepare_target, resolve_layer
 from .guided_backprop import LayerGuidedBackprop
 
@@ -32,7 +32,11 @@ def semantic_mask(semantic_vector: Tensor, threshold: float = 0.5) -> Tensor:
     check_fraction("threshold", threshold, allow_zero=True, allow_one=False)
     if not isinstance(semantic_vector, Tensor) or semantic_vector.dim() not in (1, 2):
         raise ValueError("semantic_vector: expected a D tensor or an N x D tensor of semantic vectors")
-    peak = semantic_vector.amax(-1, keepdim=True).clamp_min(1e-12)
+    check_finite("semantic_vector", semantic_vector)
+    peak = semantic_vector.amax(-1, keepdim=True)
+    if bool((peak <= 0).any()):
+        raise ValueError("semantic_vector: every unit is <= 0, so no unit is relevant to the concept (a semantic "
+                         "vector holds the share of the concept's images activating each unit)")
     return semantic_vector / peak > threshold
 
 

@@ -196,6 +196,7 @@ class SharedPassSaliency(GuardsModel, LayerAttribution, GradientAttribution):
             P x D x h x w (a list of them for a list of layers), the pairs in
             image-major order: image 0's targets, then image 1's, ...
         """
+        check_image_batch(inputs)
         if not isinstance(target, (list, tuple)) or len(target) != len(inputs):
             raise ValueError(f"target: expected one sequence of targets per image ({len(inputs)}), got {target!r}")
         counts = torch.tensor([len(t) for t in target], dtype=torch.long)

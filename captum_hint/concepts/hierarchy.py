@@ -546,8 +546,20 @@ class ConceptHierarchy:
 
     @classmethod
     def from_json(cls, path: Union[str, Path]) -> "ConceptHierarchy":
-        """From a JSON file holding any form :meth:`from_dict` takes."""
-        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+        """From a JSON file holding any form :meth:`from_dict` takes.
+
+        Raises:
+            ValueError: naming the file, when it is not JSON or not a hierarchy.
+        """
+        text = Path(path).read_text(encoding="utf-8")
+        try:
+            return cls.from_dict(json.loads(text))
+        except RecursionError:
+            raise ValueError(f"path: {path} is not a readable concept hierarchy (nested deeper than Python can "
+                             "read)") from None
+        except (ValueError, TypeError, KeyError, AttributeError) as error:
+            raise ValueError(f"path: {path} is not a readable concept hierarchy ({type(error).__name__}: "
+                             f"{error})") from None
 
     @classmethod
     def imagenet(cls) -> "ConceptHierarchy":

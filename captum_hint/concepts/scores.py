@@ -47,16 +47,17 @@ def is_concept_list(target: object) -> bool:
     )
 
 
-def _leaf_membership(concepts: Sequence[Iterable[int]], num_classes: int, device) -> Tensor:
+def _leaf_membership(concepts: Sequence[Iterable[int]], num_classes: int, device, argument: str = "concepts"
+                     ) -> Tensor:
     """K x C boolean matrix: ``membership[k, c]`` is True if class c is a leaf of concept k."""
     membership = torch.zeros(len(concepts), num_classes, dtype=torch.bool, device=device)
     for k, leaves in enumerate(concepts):
         leaves = sorted(int(c) for c in leaves)
         if not leaves:
-            raise ValueError(f"concepts: concept {k} has no leaf classes")
+            raise ValueError(f"{argument}: concept {k} has no leaf classes")
         if leaves[0] < 0 or leaves[-1] >= num_classes:
             raise ValueError(
-                f"concepts: concept {k} has leaf index "
+                f"{argument}: concept {k} has leaf index "
                 f"{leaves[0] if leaves[0] < 0 else leaves[-1]}, out of range for a "
                 f"model with {num_classes} outputs (expected 0..{num_classes - 1})"
             )
@@ -105,12 +106,13 @@ class ConceptScore(nn.Module):
         forward_func: the classifier; returns N x C logits.
         concepts: K concepts, each an iterable of leaf class indices.
         score: ``"log_probability"`` (default) or ``"logit"`` (see :func:`concept_scores`).
+        argument: the caller's name for the concepts, used in errors (e.g. ``"target"``).
 
     Output: N x K concept scores (see :func:`concept_scores`).
     """
 
     def __init__(self, forward_func: Callable[..., Tensor], concepts: Sequence[Iterable[int]],
-                 score: str = "log_probability"):
+                 score: str = "log_probability", argument: str = "concepts"):
         super().__init__()
         if len(concepts) == 0:
             raise ValueError("concepts: expected at least one concept (a set of leaf indices)")
@@ -118,12 +120,13 @@ class ConceptScore(nn.Module):
         self.score = check_concept_score(score, "score")
         self.concepts = [frozenset(int(c) for c in leaves) for leaves in concepts]
         self._membership: Tensor | None = None
+        self.argument = argument  # the name errors about the concepts give them
 
     def membership(self, num_classes: int, device) -> Tensor:
         """K x C boolean leaf membership, built once per class count and device."""
         cached = self._membership
         if cached is None or cached.shape[1] != num_classes or cached.device != torch.device(device):
-            cached = _leaf_membership(self.concepts, num_classes, device)
+            cached = _leaf_membership(self.concepts, num_classes, device, self.argument)
             self._membership = cached
         return cached
 

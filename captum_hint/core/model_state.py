@@ -49,6 +49,10 @@ def evaluation_mode(model: nn.Module, owner: str = "captum_hint") -> Iterator[nn
     ``training`` flag and each parameter's ``requires_grad`` are restored as
     they were, so a model with a mix of modes comes back with the same mix.
 
+    A ``RuntimeError`` raised inside the model's own ``forward`` (torch's
+    answer to inputs of the wrong channel count, size or dtype) leaves the
+    block as a ``ValueError`` naming the inputs, the original chained.
+
     Args:
         model: the user's model.
         owner: the name used in the warning.
@@ -65,11 +69,28 @@ def evaluation_mode(model: nn.Module, owner: str = "captum_hint") -> Iterator[nn
         model.eval()
         try:
             yield model
+        except RuntimeError as error:
+            if isinstance(error, torch.OutOfMemoryError) or not _raised_in_forward(model, error):
+                raise
+            raise ValueError(f"inputs: {owner} could not run the model on them ({type(error).__name__}: "
+                             f"{(str(error).splitlines() or [''])[0]})") from error
         finally:
             for module, flag in training:
                 module.training = flag
             for parameter, flag in requires_grad:
                 parameter.requires_grad_(flag)
+
+
+def _raised_in_forward(model: nn.Module, error: BaseException) -> bool:
+    """Whether ``error`` passed through the ``forward`` of one of ``model``'s modules."""
+    modules = {id(module) for module in model.modules()}
+    trace = error.__traceback__
+    while trace is not None:
+        frame = trace.tb_frame
+        if frame.f_code.co_name == "forward" and id(frame.f_locals.get("self")) in modules:
+            return True
+        trace = trace.tb_next
+    return False
 
 
 def model_device(model: nn.Module, device=None) -> torch.device:

@@ -52,8 +52,10 @@ def _probe(model: nn.Module, names: Sequence[str], input_shape: Sequence[int]):
     return calls, Counter(name for name, _ in calls)
 
 
-def forward_order(model: nn.Module, layers: Sequence[str], input_shape: Sequence[int] = (3, 224, 224)) -> List[str]:
-    """``layers`` sorted by when their forward finishes (each must run exactly once)."""
+def forward_order(model: nn.Module, layers: Sequence[str], input_shape: Sequence[int] = (3, 224, 224),
+                  spatial: bool = False) -> List[str]:
+    """``layers`` sorted by when their forward finishes (each must run exactly once; with ``spatial``, each
+    must give an N x K x H x W tensor)."""
     modules = dict(model.named_modules())
     unknown = [name for name in layers if name not in modules or not name]
     if unknown:
@@ -66,6 +68,10 @@ def forward_order(model: nn.Module, layers: Sequence[str], input_shape: Sequence
     if repeated:
         raise ValueError(f"layers: {', '.join(map(repr, repeated))} run several times per forward pass; "
                          "choose layers that run once")
+    flat = [f"{name!r} gives {'no tensor' if shape is None else 'outputs shaped ' + str(shape)}"
+            for name, shape in calls if shape is None or len(shape) != 4]
+    if spatial and flat:
+        raise ValueError(f"layers: {'; '.join(flat)}; expected spatial layers (outputs N x K x H x W)")
     return [name for name, _ in calls]
 
 

@@ -12,14 +12,12 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..concepts.hierarchy import ConceptHierarchy
-from .samples import MEAN, STD, scaled_boxes, to_input
+from .samples import MEAN, STD, read_image, scaled_boxes, to_input
 
 __all__ = ["ImageNetBoxes", "CUB200", "VOC2007", "WnidImageFolder", "VOC_CONCEPTS", "IMAGE_SUFFIXES"]
 
@@ -53,7 +51,7 @@ class _ImageSamples(Dataset):
         self.size, self.mean, self.std = size, mean, std
 
     def _sample(self, image_path: Path, label: int, boxes, labels: Sequence[int], masks: Optional[Tensor] = None):
-        pixels = np.array(Image.open(image_path).convert("RGB"))
+        pixels = read_image(image_path)
         height, width = pixels.shape[:2]
         if masks is None:
             masks = torch.zeros(len(labels), self.size, self.size, dtype=torch.bool)
@@ -66,9 +64,7 @@ class _ImageSamples(Dataset):
         }
 
     def _resized_mask(self, path: Path, keep) -> Tensor:
-        mask = Image.open(path)
-        mask = mask.resize((self.size, self.size), Image.NEAREST)
-        return keep(np.array(mask))
+        return keep(read_image(path, "mask", mode=None, size=self.size))
 
 
 class ImageNetBoxes(_ImageSamples):
@@ -124,6 +120,8 @@ class CUB200(_ImageSamples):
             raise ValueError(f"split: expected 'train', 'test' or 'all', got {split!r}")
         keep = {"train": "1", "test": "0"}.get(split)
         self.items = [(paths[i], boxes[i]) for i in sorted(paths, key=int) if keep is None or is_train[i] == keep]
+        if not self.items:
+            raise ValueError(f"root: {base / 'images.txt'} lists no {split} images")
         self.label = (hierarchy or ConceptHierarchy.imagenet()).leaves_under("bird.n.01")[0]
 
     def __len__(self) -> int:
@@ -157,6 +155,9 @@ class VOC2007(_ImageSamples):
             ids = (self.root / "ImageSets" / f"{image_set}.txt").read_text().split()
         else:
             ids = sorted(p.stem for p in (self.root / "Annotations").glob("*.xml"))
+        if not ids:
+            raise ValueError(f"root: no images in {self.root} (expected Annotations/*.xml"
+                             f"{' listed in ImageSets/' + image_set + '.txt' if image_set else ''})")
         self.ids = ids
         hierarchy = hierarchy or ConceptHierarchy.imagenet()
         self.class_label = {name: hierarchy.leaves_under(concept)[0] for name, concept in VOC_CONCEPTS.items()}

@@ -14,18 +14,47 @@ stacked, the rest as lists).
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+import warnings
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
 
-__all__ = ["MEAN", "STD", "collate_samples", "concept_cells", "object_classes", "split_batch", "to_input",
-           "scaled_boxes"]
+__all__ = ["MEAN", "STD", "collate_samples", "concept_cells", "object_classes", "read_image", "split_batch",
+           "to_input", "scaled_boxes"]
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
+
+
+def read_image(path: Union[str, Path], name: str = "image", mode: Optional[str] = "RGB", size: Optional[int] = None
+               ) -> np.ndarray:
+    """The image file at ``path`` as pixels: H x W x 3 uint8 (``mode="RGB"``), or the file's own values
+    (``mode=None``: e.g. a palette PNG's class indices), resized to ``size`` x ``size`` (nearest) if given.
+
+    Raises:
+        ValueError: naming ``name`` and the file, for anything PIL cannot
+            decode whole: no image, an empty, corrupt or truncated file, or
+            more pixels than PIL's decompression-bomb limit
+            (``PIL.Image.MAX_IMAGE_PIXELS``; its warning zone is refused too:
+            such an image would take gigabytes once decoded).
+        FileNotFoundError, IsADirectoryError, PermissionError: as ``open`` raises them.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image = image.convert(mode) if mode is not None else image
+                return np.array(image if size is None else image.resize((size, size), Image.NEAREST))
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        # PIL signals undecodable data with OSError (also UnidentifiedImageError), SyntaxError or ValueError
+        reason = str(error).split(", could be decompression bomb")[0].replace(f"{path!s}", "").strip(" '")
+        raise ValueError(f"{name}: cannot read {path} as an image ({type(error).__name__}: {reason})") from None
 
 
 def to_input(pixels: np.ndarray, size: int, mean=MEAN, std=STD) -> Tensor:
@@ -53,14 +82,23 @@ def collate_samples(samples: List[Dict]) -> Dict:
 
 
 def split_batch(batch) -> Tuple[Tensor, Optional[Tensor]]:
-    """(images, labels or None) from a tensor, an (images, labels, ...) tuple or a sample dict batch."""
+    """(images, labels or None) from a tensor, an (images, labels, ...) tuple or a sample dict batch.
+
+    Raises:
+        ValueError: the batch has another number of labels than of images.
+    """
     if isinstance(batch, Tensor):
         return batch, None
     if isinstance(batch, dict):
-        return batch["image"], batch.get("label")
-    if isinstance(batch, (list, tuple)):
-        return batch[0], batch[1] if len(batch) > 1 else None
-    raise TypeError(f"dataloader: expected batches of images, (images, labels) or dicts, got {type(batch).__name__}")
+        images, labels = batch["image"], batch.get("label")
+    elif isinstance(batch, (list, tuple)) and batch:
+        images, labels = batch[0], batch[1] if len(batch) > 1 else None
+    else:
+        raise TypeError(f"dataloader: expected batches of images, (images, labels) or dicts, got "
+                        f"{type(batch).__name__}")
+    if labels is not None and hasattr(images, "__len__") and len(labels) != len(images):
+        raise ValueError(f"dataloader: a batch has {len(images)} images and {len(labels)} labels")
+    return images, labels
 
 
 def object_classes(batch, num_classes: int) -> Tensor:

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from ..attr._base import check_image_batch
 from ..attr.activation_propagation import LayerActivationPropagation, peak_positions, propagate_between
-from ..core.checks import check_fraction, check_positive_int
+from ..core.checks import check_finite, check_fraction, check_positive_int
 from ..core.model_state import evaluation_mode
 from ..core.stages import forward_order, stage_layers
 from .tree import EvidenceNode
@@ -66,6 +66,7 @@ def select_children(maps: Tensor, top_k: int, nms_iou: float = 0.9, map_threshol
     candidate's with IoU > ``nms_iou``; the first ``top_k`` kept candidates
     with positive alpha (and share >= ``min_share``) are chosen.
     """
+    check_finite("maps", maps, "the activation maps of a decision must be finite")
     alpha = maps.mean((-2, -1))
     shares = alpha / alpha.clamp_min(0).sum(1, keepdim=True).clamp_min(torch.finfo(alpha.dtype).tiny)
     n_candidates = min(maps.shape[1], 4 * top_k)
@@ -135,7 +136,7 @@ def chosen_children_map(model: nn.Module, layer, images: Tensor, target=None, to
 def _first_level(model: nn.Module, layer, images: Tensor, target, top_k: int, nms_iou: float, map_threshold: float,
                  batch_size: int, caller: str):
     """(maps, :class:`Selection`) of each ``batch_size`` images' decisions decomposed onto ``layer``."""
-    check_image_batch(images)
+    check_image_batch(images, "images")
     check_positive_int("top_k", top_k)
     check_positive_int("batch_size", batch_size)
     propagation = LayerActivationPropagation(model, layer)
@@ -147,17 +148,37 @@ def _first_level(model: nn.Module, layer, images: Tensor, target, top_k: int, nm
             yield maps, select_children(maps, top_k, nms_iou, map_threshold)
 
 
+def _output_layer(model: Optional[nn.Module], name: str) -> str:
+    """The innermost layer whose output is ``name``'s: an ``nn.Sequential``'s output is its last module's."""
+    modules = dict(model.named_modules()) if model is not None else {}
+    while isinstance(modules.get(name), nn.Sequential) and len(modules[name]):
+        name = f"{name}.{list(modules[name]._modules)[-1]}" if name else list(modules[name]._modules)[-1]
+    return name
+
+
 def label_with_concepts(trees, explainer, n: int = 2) -> None:
     """Name the nodes at ``explainer.layer`` by the concepts their channel scores highest for.
 
     ``explainer`` is a fitted :class:`~captum_hint.HINT` (anything with
     ``layer`` and ``concepts_of(neuron, n)``): each node at that layer gets
     ``concepts`` = its channel's top-``n`` (concept, Shapley value) pairs.
+    A node matches when its layer gives the same tensor as the explainer's:
+    gAP names a stage by its last module (``layer3.5``), a HINT may name the
+    stage itself (``layer3``; the explainer's ``model`` tells them apart).
+
+    Raises:
+        ValueError: no node of the trees is at the explainer's layer.
     """
-    for tree in [trees] if isinstance(trees, EvidenceNode) else trees:
-        for node in tree.walk():
-            if node.layer == explainer.layer:
-                node.concepts = list(explainer.concepts_of(node.channel, n))
+    model = getattr(explainer, "model", None)
+    wanted = _output_layer(model, explainer.layer)
+    trees = [trees] if isinstance(trees, EvidenceNode) else list(trees)
+    nodes = [node for tree in trees for node in tree.walk() if node.layer != "output"]
+    matched = [node for node in nodes if _output_layer(model, node.layer) == wanted]
+    if nodes and not matched:
+        raise ValueError(f"explainer: no node of the trees is at its layer {explainer.layer!r} (nor at a layer giving "
+                         f"the same output); the trees' layers are {sorted({node.layer for node in nodes})}")
+    for node in matched:
+        node.concepts = list(explainer.concepts_of(node.channel, n))
 
 
 class HierarchicalDecomposition:
@@ -190,7 +211,9 @@ class HierarchicalDecomposition:
             self.layers = stage_layers(model, input_shape)
         else:
             layers = list(layers)
-            order = forward_order(model, layers, input_shape)
+            if not layers:
+                raise ValueError("layers: expected at least one layer name (or None: each stage's last layer)")
+            order = forward_order(model, layers, input_shape, spatial=True)
             if order != layers:
                 raise ValueError(f"layers: expected them in forward order, i.e. {order}; got {layers}")
             self.layers = layers
@@ -255,7 +278,7 @@ class HierarchicalDecomposition:
         Returns:
             N root nodes (layer ``"output"``); their descendants are the evidence.
         """
-        check_image_batch(images)
+        check_image_batch(images, "images")
         check_positive_int("top_k", top_k)
         if min_share is not None:
             check_fraction("min_share", min_share)
@@ -332,6 +355,15 @@ class HierarchicalDecomposition:
 
 def _per_sample_targets(target, n: int) -> list:
     """N targets: class indices (ints) or concepts (frozensets), from any captum_hint target form."""
+    targets = _target_list(target, n)
+    negative = [t for t in targets if isinstance(t, int) and t < 0]
+    if negative:  # -1 is also the tree's marker of a concept decision
+        raise ValueError(f"target: class index {negative[0]} is negative; expected 0..C-1 (a negative index is not "
+                         "read from the end)")
+    return targets
+
+
+def _target_list(target, n: int) -> list:
     if isinstance(target, (set, frozenset)):
         return [frozenset(target)] * n
     if isinstance(target, int) and not isinstance(target, bool):
@@ -344,7 +376,7 @@ def _per_sample_targets(target, n: int) -> list:
         if all(isinstance(t, int) and not isinstance(t, bool) for t in target):
             return list(target)
     if isinstance(target, (list, tuple)) and len(target) == 1:
-        return _per_sample_targets(target[0], n)
+        return _target_list(target[0], n)
     raise ValueError(
         "target: expected None (the predicted class), a class index, N per-sample indices, a concept "
         f"(set of leaf indices) or N concepts, for a batch of {n}; got {target!r}"

@@ -83,7 +83,7 @@ def ablation_contributions(model: nn.Module, images: Tensor, layer: str, target=
     Returns:
         N x K drops.
     """
-    check_image_batch(images)
+    check_image_batch(images, "images")
     check_positive_int("channels_per_pass", channels_per_pass)
     if baseline != "mean":
         check_number("baseline", baseline)
@@ -158,7 +158,7 @@ def contribution_sanity(decomposition: HierarchicalDecomposition, images: Tensor
         ablation drops), and ``seconds_gap``, ``seconds_ablation`` (the whole
         batch, same run).
     """
-    check_image_batch(images)
+    check_image_batch(images, "images")
     model = decomposition.model
     rows = []
     with evaluation_mode(model, "contribution_sanity"):
@@ -246,7 +246,7 @@ def cascading_randomization(decomposition: HierarchicalDecomposition, images: Te
     Returns:
         Rows ``{"randomized": group, method: N Spearman correlations with the original maps}``.
     """
-    check_image_batch(images)
+    check_image_batch(images, "images")
     original = decomposition.model
     with torch.no_grad(), evaluation_mode(original, "cascading_randomization"):
         target = original(images).argmax(1).tolist()
@@ -325,7 +325,7 @@ def sparse_surrogate(decomposition: HierarchicalDecomposition, images: Tensor, l
         Rows ``{"k", "match_rate", "accuracy" (if labels), "kept_channels" (mean per layer)}``;
         match rate is the share of images whose surrogate prediction equals the full model's.
     """
-    check_image_batch(images)
+    check_image_batch(images, "images")
     check_positive_int("batch_size", batch_size)
     model = decomposition.model
     rows = []

@@ -9,6 +9,7 @@ can be expanded lazily with :meth:`EvidenceNode.expand`.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
@@ -19,6 +20,8 @@ from torch import Tensor
 __all__ = ["EvidenceNode", "save_tree", "load_tree"]
 
 _FORMAT = "captum_hint.gap.EvidenceTree/1"
+_FIELDS = ("layer", "channel", "contribution", "share", "peak", "peak_pixel", "activation_map", "merged", "concepts",
+           "children")
 
 
 @dataclass
@@ -85,15 +88,21 @@ class EvidenceNode:
         }
 
     @classmethod
-    def from_dict(cls, data: Dict[str, Any]) -> "EvidenceNode":
-        """A tree from :meth:`to_dict` (maps included when they were saved)."""
+    def from_dict(cls, data: Dict[str, Any], where: str = "tree") -> "EvidenceNode":
+        """A tree from :meth:`to_dict` (maps included when they were saved).
+
+        Raises:
+            ValueError: naming the node (``where``: ``tree.children[0]...``)
+                and the field that is missing or of the wrong type or range.
+        """
+        _check_node(data, where)
         return cls(
             layer=data["layer"], channel=data["channel"], contribution=data["contribution"], share=data["share"],
             peak=None if data["peak"] is None else tuple(data["peak"]),
             peak_pixel=None if data["peak_pixel"] is None else tuple(data["peak_pixel"]),
             activation_map=None if data["activation_map"] is None else torch.tensor(data["activation_map"]),
             merged=list(data["merged"]), concepts=[(c, s) for c, s in data["concepts"]],
-            children=[cls.from_dict(child) for child in data["children"]],
+            children=[cls.from_dict(child, f"{where}.children[{i}]") for i, child in enumerate(data["children"])],
         )
 
     def describe(self, depth: int = 0) -> str:
@@ -105,10 +114,64 @@ class EvidenceNode:
         return "\n".join([line] + [child.describe(depth + 1) for child in self.children])
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _pair(value, check) -> bool:
+    return value is None or (isinstance(value, list) and len(value) == 2 and all(check(v) for v in value))
+
+
+def _check_node(data, where: str) -> None:
+    """Raise ValueError unless ``data`` is a node as :meth:`EvidenceNode.to_dict` writes it."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected a node (a JSON object), got {type(data).__name__}")
+    missing = [key for key in _FIELDS if key not in data]
+    if missing:
+        raise ValueError(f"{where}: missing {', '.join(missing)}")
+    rules = {
+        "layer": (isinstance(data["layer"], str) and data["layer"], "a layer name"),
+        "channel": (_is_int(data["channel"]) and data["channel"] >= -1, "an integer >= -1"),
+        "contribution": (_is_finite(data["contribution"]), "a finite number"),
+        "share": (_is_finite(data["share"]) and 0 <= data["share"] <= 1 + 1e-6, "a number in [0, 1]"),
+        "peak": (_pair(data["peak"], lambda v: _is_int(v) and v >= 0), "null or two integers >= 0"),
+        "peak_pixel": (_pair(data["peak_pixel"], _is_finite), "null or two finite numbers"),
+        "activation_map": (data["activation_map"] is None or (
+            isinstance(data["activation_map"], list) and data["activation_map"]
+            and all(isinstance(row, list) and len(row) == len(data["activation_map"][0]) and row
+                    and all(_is_finite(v) for v in row) for row in data["activation_map"])),
+            "null or rows of finite numbers of equal length"),
+        "merged": (isinstance(data["merged"], list) and all(_is_int(c) and c >= 0 for c in data["merged"]),
+                   "a list of channels (integers >= 0)"),
+        "concepts": (isinstance(data["concepts"], list) and all(
+            isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str) and _is_finite(pair[1])
+            for pair in data["concepts"]), "a list of [concept, score] pairs"),
+        "children": (isinstance(data["children"], list), "a list of nodes"),
+    }
+    for key, (holds, expected) in rules.items():
+        if not holds:
+            raise ValueError(f"{where}.{key}: expected {expected}, got {data[key]!r:.80}")
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
 def save_tree(tree: EvidenceNode, path: Union[str, Path], include_maps: bool = True) -> None:
-    """Write a tree as JSON."""
-    Path(path).write_text(json.dumps({"format": _FORMAT, "tree": tree.to_dict(include_maps)}) + "\n",
-                          encoding="utf-8")
+    """Write a tree as JSON (strict: a NaN or Inf anywhere is refused, JSON has no literal for it)."""
+    try:
+        text = json.dumps({"format": _FORMAT, "tree": tree.to_dict(include_maps)}, allow_nan=False)
+    except ValueError:
+        bad = next(node for node in tree.walk() if not all(math.isfinite(v) for v in (
+            node.contribution, node.share, *(node.activation_map.flatten().tolist() if include_maps and
+                                             node.activation_map is not None else []))))
+        raise ValueError(f"tree: node {bad.layer} #{bad.channel} holds NaN or Inf (contribution "
+                         f"{bad.contribution}, share {bad.share}); not written") from None
+    Path(path).write_text(text + "\n", encoding="utf-8")
 
 
 def load_tree(path: Union[str, Path]) -> EvidenceNode:
@@ -118,9 +181,11 @@ def load_tree(path: Union[str, Path]) -> EvidenceNode:
         ValueError: the file is not a readable evidence tree.
     """
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        if data.get("format") != _FORMAT:
-            raise ValueError(f"format is {data.get('format')!r}")
-        return EvidenceNode.from_dict(data["tree"])
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        data = json.loads(Path(path).read_text(encoding="utf-8"), parse_constant=_refuse_constant)
+        if not isinstance(data, dict) or data.get("format") != _FORMAT:
+            raise ValueError(f"format is {data.get('format') if isinstance(data, dict) else None!r}")
+        return EvidenceNode.from_dict(data.get("tree"))
+    except RecursionError:
+        raise ValueError(f"path: {path} is not a readable evidence tree (nested deeper than Python can read)") from None
+    except (OSError, ValueError) as error:
         raise ValueError(f"path: {path} is not a readable evidence tree ({error})") from None

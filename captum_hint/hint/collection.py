@@ -17,7 +17,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..attr import SALIENCY_METHODS
-from ..attr._base import check_image_batch
+from ..attr._base import check_image_batch, check_spatial
 from ..attr.shared_pass import SharedPassSaliency
 from ..concepts.scores import ConceptScore
 from ..datasets.samples import concept_cells, object_classes, split_batch
@@ -73,9 +73,7 @@ def _layer_rows(hint, activations: Tensor, saliency: Tensor, pair_image: Tensor,
     ``membership`` (K x C, the concepts' leaves) their concepts, when
     ``hint.regions`` is ``"saliency_on_objects"``.
     """
-    if activations.dim() != 4:
-        raise ValueError(f"layer: HINT needs a layer whose output is N x D x h x w (spatial); {hint.layer!r} gives "
-                         f"{tuple(activations.shape)}")
+    check_spatial(hint.layer, activations, "HINT")
     regions = responsible_regions(saliency, hint.threshold, hint.aggregation, hint.percentile)
     responsible = regions.responsible[:, 0].cpu()  # P x h x w
     if hint.regions == "saliency_on_objects":
@@ -186,6 +184,20 @@ class _SaliencyPass:
         return activations, saliency, pair_image, pair_column, under
 
 
+def _check_not_flat(hint, saliency: Tensor) -> None:
+    """Raise on the first batch if the layer's saliency is the same at every position of every map."""
+    if saliency.shape[-2] * saliency.shape[-1] == 1:
+        return
+    spread = (saliency - saliency[..., :1, :1]).abs().amax()
+    if float(spread) <= 1e-6 * float(saliency.abs().amax()):
+        instead = "an earlier layer" if hint.saliency == "gradient_x_input" else \
+            "saliency='gradient_x_input' (or another method) or an earlier layer"
+        raise ValueError(f"saliency: the {hint.saliency} saliency at layer {hint.layer!r} is the same at every "
+                         "position in every map of the first batch, so no region stands out (a layer that feeds "
+                         "global average pooling and a linear head gets the same gradient everywhere, as in a "
+                         f"ResNet's last block); choose {instead}")
+
+
 def stream_regions(hints: Sequence, dataloader: Iterable, labels: str) -> Tuple[List[RegionBank], int]:
     """Stream ``dataloader`` once and fill one region bank per HINT.
 
@@ -206,11 +218,12 @@ def stream_regions(hints: Sequence, dataloader: Iterable, labels: str) -> Tuple[
     saliency_pass = _SaliencyPass(hints, generator)
     n_local = 0
     images_under = torch.zeros(len(lead.concepts), dtype=torch.long)
+    checked = False  # whether a batch's saliency was checked for flatness
     for raw in tqdm(dataloader, desc="HINT regions", disable=not lead.progress):
         images, given = split_batch(raw)
         if labels == "objects":
             given = object_classes(raw, lead.hierarchy.num_classes)
-        check_image_batch(images)
+        check_image_batch(images, "dataloader")
         images = images.to(lead.device)
         for hint in hints:
             hint.input_shape_ = tuple(images.shape[1:])
@@ -222,8 +235,11 @@ def stream_regions(hints: Sequence, dataloader: Iterable, labels: str) -> Tuple[
         for hint, bank, layer_activations, layer_saliency in zip(hints, banks, activations, saliency):
             if len(pair_image) == 0:  # no image of the batch is under a concept of the set
                 break
+            if not checked:
+                _check_not_flat(hint, layer_saliency)
             bank.add(*_layer_rows(hint, layer_activations, layer_saliency, pair_image, pair_concept, under, image_ids,
                                    raw, membership))
+        checked = checked or len(pair_image) > 0
         n_local += len(images)
     n_images = n_local
     if world > 1:

@@ -25,7 +25,7 @@ from ..attr import SALIENCY_METHODS, saliency_method
 from ..attr._base import check_image_batch, resolve_layer
 from ..concepts.hierarchy import ConceptHierarchy
 from ..concepts.scores import check_concept_score
-from ..core.checks import check_finite, check_fraction, check_number, check_positive_int
+from ..core.checks import check_finite, check_fraction, check_number, check_positive_int, check_tensor
 from ..core.model_state import evaluation_mode, model_device
 from .classifiers import HELD_OUT_SCORES, ConceptClassifier, fit_concept_classifiers
 from .collection import REGION_RULES, check_label_source, stream_regions
@@ -67,6 +67,10 @@ class HINT:
             the model's classes.
         concepts: the concept set (names, wnids or words); default every
             non-leaf concept with at least 2 leaves (at most 64 of them).
+            A concept covering every class is refused under
+            ``concept_score="log_probability"`` with ``saliency_target="concept"``
+            (its score, log 1, is constant: no region stands out) and left
+            out of the default set.
         saliency: ``"smoothgrad"`` (default), ``"gradient"``,
             ``"gradient_x_input"``, ``"integrated_gradients"``,
             ``"guided_backprop"`` or a saliency class.
@@ -166,8 +170,10 @@ class HINT:
         self.model = model
         self.layer = _layer_name(model, layer)
         self.hierarchy = hierarchy
-        if concepts is None:
-            concepts = hierarchy.select(min_leaves=2)
+        constant = saliency_target == "concept" and self.concept_score == "log_probability"
+        if concepts is None:  # those with 2+ leaves; under a constant score not those covering every class
+            concepts = [c for c in hierarchy.select(min_leaves=2)
+                        if not constant or len(hierarchy.leaves_under(c)) < hierarchy.num_classes]
             if len(concepts) > 64:
                 raise ValueError(
                     f"concepts: the hierarchy has {len(concepts)} concepts with 2+ leaves; choose a "
@@ -176,6 +182,13 @@ class HINT:
         self.concepts = [hierarchy.lookup(c) for c in concepts]
         if not self.concepts:
             raise ValueError("concepts: the concept set is empty")
+        whole = [c for c in self.concepts if len(hierarchy.leaves_under(c)) == hierarchy.num_classes]
+        if whole and constant:
+            raise ValueError(
+                f"concepts: {', '.join(whole)} cover(s) every class of the model, so the concept's score "
+                "log P(concept) = log 1 is the same for every image and its saliency is zero: there are no regions "
+                "to find. Use the concepts below it, or concept_score='logit' (the log-sum-exp of its classes' "
+                "logits, which does vary), or saliency_target='leaf'")
         self._saliency_cls = saliency_method(saliency)
         self.saliency = next((n for n, c in SALIENCY_METHODS.items() if c is self._saliency_cls), self._saliency_cls.__name__)
         self.saliency_kwargs = dict(saliency_kwargs or {})
@@ -477,7 +490,7 @@ class HINT:
             upsampled with ``LayerAttribution.interpolate``).
         """
         self._check_fitted()
-        check_image_batch(images)
+        check_image_batch(images, "images")
         neurons, classifier = self.localizer(concept, top_fraction, ranking)
         if features is None:
             features = self.layer_features(images)
@@ -495,7 +508,7 @@ class HINT:
 
     def layer_features(self, images: Tensor) -> Tensor:
         """The layer output (N x D x h x w) for a batch of images, without gradients."""
-        check_image_batch(images)
+        check_image_batch(images, "images")
         with evaluation_mode(self.model, "HINT"):
             return self._forward_with_features(images.to(self.device))[1]
 
@@ -579,6 +592,10 @@ class HINT:
             return cls._from_saved(path, config, tensors, model, progress)
         except (KeyError, TypeError, IndexError) as error:
             raise ValueError(f"path: {path} holds an incomplete saved HINT (missing or malformed {error})") from None
+        except ValueError as error:
+            if str(error).startswith("model:"):  # the model, not the files, is at fault
+                raise
+            raise ValueError(f"path: {path} holds a malformed saved HINT ({error})") from None
 
     @classmethod
     def _from_saved(cls, path: Path, config: Dict[str, Any], tensors: Dict[str, Tensor], model: nn.Module,
@@ -594,6 +611,10 @@ class HINT:
             batch_size=config["batch_size"], seed=config["seed"], progress=progress,
         )
         held_out = config.get("held_out", {})
+        width, k = check_tensor("scores", tensors["scores"], "float", (None, len(hint.concepts))).shape
+        check_tensor("standard_errors", tensors["standard_errors"], "float", (width, k), allow_nan=True)
+        check_tensor("coef", tensors["coef"], "float", (k, width))
+        check_tensor("intercept", tensors["intercept"], "float", (k,))
         hint._set_fitted(
             tensors["scores"], tensors["standard_errors"], tensors["coef"], tensors["intercept"],
             torch.tensor(config["f1"], dtype=torch.float64),

@@ -94,7 +94,7 @@ def top_activating_patches(model: nn.Module, layer, dataloader: Iterable, neuron
     with evaluation_mode(model, "top_activating_patches"), torch.no_grad():
         for batch in tqdm(dataloader, desc="reference patches", disable=not progress):
             images, _ = split_batch(batch)
-            check_image_batch(images)
+            check_image_batch(images, "images")
             images = images.to(device) if device is not None else images
             if patch_size is None:
                 patch_size = receptive_field(model, layer, tuple(images.shape[1:]), device=images.device)

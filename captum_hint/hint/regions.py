@@ -23,7 +23,7 @@ import torch
 from captum.attr import LayerAttribution
 from torch import Tensor
 
-from ..core.checks import check_finite, check_fraction, check_number, check_positive_int
+from ..core.checks import check_finite, check_fraction, check_number, check_positive_int, check_tensor
 
 __all__ = [
     "AGGREGATIONS",
@@ -171,6 +171,7 @@ class RegionBank:
 
     def __init__(self, n_concepts: int, max_per_concept: int = 4000, max_background: int = 16000,
                  dtype: torch.dtype = torch.float16, seed: int = 0):
+        check_positive_int("n_concepts", n_concepts)
         check_positive_int("max_per_concept", max_per_concept)
         check_positive_int("max_background", max_background)
         self.n_concepts = n_concepts
@@ -306,8 +307,23 @@ class RegionBank:
 
     @classmethod
     def from_state_dict(cls, state: Dict[str, Tensor], seed: int = 0) -> "RegionBank":
-        """A bank from :meth:`state_dict`; ``seed`` seeds its further reservoir draws."""
-        capacity = state["capacity"].tolist()
+        """A bank from :meth:`state_dict`; ``seed`` seeds its further reservoir draws.
+
+        Raises:
+            ValueError: a missing entry, or one of the wrong type or shape.
+        """
+        if not isinstance(state, dict) or {"vectors", "buckets", "under", "images", "seen", "capacity"} - set(state):
+            raise ValueError("state: expected the entries vectors, buckets, under, images, seen and capacity")
+        capacity = check_tensor("state['capacity']", state["capacity"], "int", (None,)).tolist()
+        if len(capacity) < 2 or min(capacity) < 1:
+            raise ValueError(f"state['capacity']: expected at least 2 capacities >= 1, got {capacity}")
+        n = len(check_tensor("state['vectors']", state["vectors"], "float", (None, None)))
+        check_tensor("state['buckets']", state["buckets"], "int", (n,))
+        check_tensor("state['under']", state["under"], "bool", (n, len(capacity) - 1))
+        check_tensor("state['images']", state["images"], "int", (n,))
+        check_tensor("state['seen']", state["seen"], "int", (len(capacity),))
+        if n and not bool(((state["buckets"] >= -1) & (state["buckets"] < len(capacity) - 1)).all()):
+            raise ValueError(f"state['buckets']: expected values in -1..{len(capacity) - 2}")
         bank = cls(len(capacity) - 1, capacity[0] if len(capacity) > 1 else 1, capacity[-1], state["vectors"].dtype, seed)
         bank.capacity = capacity
         for b in range(len(capacity)):

@@ -23,6 +23,7 @@ from torch import Tensor
 from ..concepts.scores import concept_scores
 from ..core.checks import check_fraction
 from ..core.model_state import evaluation_mode
+from ..attr._base import check_image_batch
 from ..datasets.samples import split_batch
 from .vectors import SemanticVectors
 
@@ -78,6 +79,7 @@ def neuron_vs_vector_test(sevec: SemanticVectors, images: Tensor, concepts: Sequ
         ``{"semantic vector", "permuted vector", "associated unit", "random unit"}``: N changes each.
     """
     sevec._check_fitted()
+    check_image_batch(images, "images")
     if len(concepts) != len(images):
         raise ValueError(f"concepts: expected {len(images)} (one per image), got {len(concepts)}")
     rows = torch.tensor([sevec.index(c) for c in concepts])
@@ -128,6 +130,7 @@ def accuracy_correlation(sevec: SemanticVectors, dataloader: Iterable, min_image
     seen = torch.zeros(len(sevec.concepts_))
     for batch in dataloader:
         images, labels = split_batch(batch)
+        check_image_batch(images, "images")
         with torch.no_grad(), evaluation_mode(sevec.model, "accuracy_correlation"):
             predicted = sevec.model(images).argmax(1).cpu()
         under = sevec._under(torch.as_tensor(labels).cpu()).float()  # N x K
@@ -139,6 +142,10 @@ def accuracy_correlation(sevec: SemanticVectors, dataloader: Iterable, min_image
     usable = seen >= min_images
     if usable.sum() < 3:
         raise ValueError(f"dataloader: only {int(usable.sum())} concepts have >= {min_images} images; need 3")
+    for name, values in (("accuracy", accuracy[usable]), ("diversity_", sevec.diversity_[usable])):
+        if bool((values == values[0]).all()):
+            raise ValueError(f"dataloader: the {name} is {float(values[0]):.4g} for every one of the "
+                             f"{int(usable.sum())} concepts, so its correlation is undefined")
     r, p = stats.pearsonr(sevec.diversity_[usable].numpy(), accuracy[usable].numpy())
     return {"r": float(r), "p_value": float(p), "accuracy": accuracy, "n_concepts": int(usable.sum())}
 

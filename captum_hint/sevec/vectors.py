@@ -22,6 +22,7 @@ not activity, and is refused; on EfficientNet-Lite use the input of
 
 from __future__ import annotations
 
+import warnings
 from typing import Iterable, Optional, Sequence, Union
 
 import torch
@@ -67,7 +68,9 @@ class SemanticVectors:
         device: where the model runs (default: its parameters' device); batches are moved there.
 
     Fitted attributes: ``vectors_`` (K x D unit vectors), ``counts_`` (K images),
-    ``diversity_`` (K values ``D_c`` in [0, 1]), ``concepts_`` (K names or indices).
+    ``diversity_`` (K values ``D_c`` in [0, 1]), ``concepts_`` (K names or indices),
+    ``n_unused_`` (images under none of the concepts; without a hierarchy,
+    :meth:`fit` warns about them: their label is another class).
     """
 
     def __init__(self, model: nn.Module, layer: LayerSpec, concepts: Sequence[Union[str, int]],
@@ -86,8 +89,8 @@ class SemanticVectors:
             self.concepts_ = [hierarchy.lookup(c) for c in concepts]
             self._membership = hierarchy.membership(self.concepts_)  # K x C
         else:
-            if not all(isinstance(c, int) and not isinstance(c, bool) for c in concepts):
-                raise TypeError("concepts: without a hierarchy, concepts are class indices (ints)")
+            if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in concepts):
+                raise TypeError("concepts: without a hierarchy, concepts are class indices (ints >= 0)")
             self.concepts_ = list(concepts)
             self._membership = None
 
@@ -104,7 +107,7 @@ class SemanticVectors:
 
     def features(self, images: Tensor) -> Tensor:
         """``phi(x)`` for a batch (N x D), the model run in eval mode."""
-        check_image_batch(images)
+        check_image_batch(images, "images")
         with evaluation_mode(self.model, "SemanticVectors"):
             return layer_representation(self.model, self.layer_module, images.to(self.device), self.representation,
                                         self.use_layer_input)
@@ -125,6 +128,7 @@ class SemanticVectors:
         """
         total: Optional[Tensor] = None
         counts = torch.zeros(len(self.concepts_), dtype=torch.long)
+        unused, unknown = 0, set()
         for batch in tqdm(dataloader, desc="semantic vectors", disable=not self.progress):
             images, labels = split_batch(batch)
             if labels is None:
@@ -137,7 +141,14 @@ class SemanticVectors:
                     "after a ReLU (or its input, use_layer_input=True)")
             active = (phi > 0).float()
             unit = active / active.norm(dim=1, keepdim=True).clamp_min(1e-12)  # a_i / |a_i|
-            under = self._under(torch.as_tensor(labels).cpu()).float()  # N x K
+            labels = torch.as_tensor(labels).cpu()
+            if labels.dim() == 1 and bool((labels < 0).any()):
+                raise ValueError(f"labels: expected class indices >= 0, got {int(labels.min())}")
+            under = self._under(labels).float()  # N x K
+            none = under.sum(1) == 0
+            unused += int(none.sum())
+            if self.hierarchy is None and labels.dim() == 1:
+                unknown.update(labels[none].tolist())
             if total is None:
                 total = torch.zeros(len(self.concepts_), phi.shape[1])
             elif phi.shape[1] != total.shape[1]:
@@ -149,9 +160,12 @@ class SemanticVectors:
         empty = [str(c) for c, n in zip(self.concepts_, counts.tolist()) if n == 0]
         if empty:
             raise ValueError(f"concepts: no image for {', '.join(empty)}; add images of them or drop them")
+        if unknown:  # without a hierarchy the concepts are the classes: another class is likely a mistake
+            warnings.warn(f"SemanticVectors.fit: {unused} image(s) have labels that are none of the concepts "
+                          f"(e.g. {sorted(unknown)[:5]}); they count for no concept", stacklevel=2)
         norms = total.norm(dim=1)
         self.vectors_ = total / norms[:, None].clamp_min(1e-12)
-        self.counts_ = counts
+        self.counts_, self.n_unused_ = counts, unused
         self.diversity_ = (1 - norms / counts).clamp(0, 1)
         return self
 

@@ -50,8 +50,11 @@ def test_occluder_errors(images):
         GlobalFeatureOccluder(net, progress=False).fit(images, 0, labels=torch.tensor([0] * 11 + [1]))
     with pytest.raises(ValueError, match="lam: expected a value in"):
         GlobalFeatureOccluder(net, lam=-0.1)
+    assert bool((net(images).argmax(1) == 0).all())  # so none is classified as class 1
     with pytest.raises(ValueError, match="images: none of the 12 images is classified as y"):
-        GlobalFeatureOccluder(net, progress=False).fit(images, {5, 6})
+        GlobalFeatureOccluder(net, progress=False).fit(images, 1)
+    with pytest.raises(ValueError, match=r"y: class index 6 is out of range for a model with 2 outputs"):
+        GlobalFeatureOccluder(net, progress=False).fit(images, {1, 6})
 
 
 def test_feature_importance_by_hand(images):

@@ -101,7 +101,7 @@ def _never_load(*args, **kwargs):
      r"argument --threshold: expected a value in \(0.0, 1.0\), got 1.5"),
     (["evaluate", "--hint", "no-such-folder"], "argument --hint: no-such-folder holds no saved HINT"),
     (["evaluate"], "the following arguments are required: --hint"),
-    (["demo", "--train-scenes", "0"], "argument --train-scenes: expected an integer >= 1, got 0"),
+    (["demo", "--train-scenes", "0"], "argument --train-scenes: expected an integer in 1..20000, got 0"),
     (["evaluate", "--hint", "HINT", "--fractions", "nan"], "argument --fractions: expected a finite number, got nan"),
     (["evaluate", "--hint", "HINT", "--data", "voc"], "--root is needed for --data voc"),
 ])
@@ -225,3 +225,146 @@ def test_ground_truth_writes_its_json_and_page(tmp_path, monkeypatch):
     page = (out / "index.html").read_text()
     assert "Does HINT list the planted multimodal channel as multimodal?" in page and "(multimodal)" in page
     assert "examples_bottleneck_seed3.png" in page and (out / "examples_bottleneck_seed3.png").stat().st_size > 5_000
+
+
+# ---------------------------------------------------------------- issue 23: every subcommand, bad arguments
+SUBCOMMANDS = {  # the least each subcommand needs to get past its parser
+    "demo": [], "run": ["--data", ".", "--concepts", "animal"], "evaluate": ["--hint", "HINT"],
+    "decompose": ["IMAGE"], "sevec": [], "afi": [], "ground-truth": [],
+}
+
+
+def _argv(argv, demo_report, image):
+    return [str(demo_report / "hint") if a == "HINT" else str(image) if a == "IMAGE" else a for a in argv]
+
+
+def _one_line_exit_2(argv, capsys):
+    """Run the command; assert exit status 2 and a one-line error; return that line."""
+    try:
+        status = main(argv)
+    except SystemExit as stop:
+        status = stop.code
+    printed = capsys.readouterr().err.replace("\r", "\n").splitlines()
+    lines = [line for line in printed if line.strip() and "%|" not in line]  # progress bars aside
+    assert status == 2 and len(lines) == 1 and "Traceback" not in "".join(printed), printed
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", list(SUBCOMMANDS))
+def test_every_subcommand_refuses_an_unusable_out_before_any_model_loads(command, demo_report, tmp_path, monkeypatch,
+                                                                         capsys):
+    """--out that was a file, lay under a file, or could not be made: a traceback after the work (issue 23)."""
+    monkeypatch.setattr("captum_hint.datasets.models.load_model", _never_load)
+    monkeypatch.setattr("captum_hint.datasets.load_model", _never_load)
+    (tmp_path / "file.txt").write_text("not a folder")
+    image = tmp_path / "file.txt"
+    for out, message in ((tmp_path / "file.txt", "file.txt is a file; expected a folder"),
+                         (tmp_path / "file.txt" / "report", "lies under the file"),
+                         ("/proc/no-such/report", "argument --out: cannot make the folder /proc/no-such/report")):
+        error = _one_line_exit_2(_argv([command, *SUBCOMMANDS[command], "--out", str(out)], demo_report, image), capsys)
+        assert "--out" in error and message in error, error
+
+
+@pytest.mark.parametrize("command, option", [("demo", "--train-scenes"), ("demo", "--test-scenes"),
+                                             ("sevec", "--train-scenes"), ("sevec", "--test-scenes"),
+                                             ("afi", "--scenes"), ("afi", "--probe-images"),
+                                             ("ground-truth", "--train-scenes"), ("ground-truth", "--fit-scenes")])
+def test_scene_counts_that_could_not_finish_are_refused(command, option, monkeypatch, capsys):
+    """sevec --train-scenes 100000000 held every scene in memory and hung (issue 23)."""
+    from captum_hint.app.cli import MAX_SCENES
+
+    monkeypatch.setattr("captum_hint.datasets.load_model", _never_load)
+    error = _one_line_exit_2([command, option, "100000000"], capsys)
+    assert f"argument {option}: expected an integer in 1..{MAX_SCENES}, got 100000000" in error
+
+
+@pytest.fixture(scope="module")
+def bad_images(tmp_path_factory):
+    """Files PIL cannot decode whole, by kind; and a real photo."""
+    import os
+
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("bad_images")
+    Image.new("RGB", (40, 40), (200, 30, 30)).save(folder / "good.jpg")
+    jpeg = (folder / "good.jpg").read_bytes()
+    files = {"corrupt.png": os.urandom(600), "empty.png": b"", "notes.png": b"not an image at all",
+             "truncated.jpg": jpeg[: len(jpeg) // 2]}
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    return folder
+
+
+@pytest.mark.parametrize("name, reason", [("corrupt.png", "cannot identify image file"),
+                                          ("empty.png", "cannot identify image file"),
+                                          ("notes.png", "cannot identify image file"),
+                                          ("truncated.jpg", "Truncated File Read"),
+                                          ("good.jpg", "DecompressionBombError")])
+def test_decompose_names_an_unreadable_image(name, reason, bad_images, tmp_path, monkeypatch, capsys):
+    """Corrupt, truncated, empty, non-image files and decompression bombs gave PIL's traceback (issue 23)."""
+    from PIL import Image
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 40 * 40 // 3)  # the 40 x 40 photo is a bomb here
+    error = _one_line_exit_2(["decompose", str(bad_images / name), "--out", str(tmp_path)], capsys)
+    assert f"images: cannot read {bad_images / name} as an image" in error and reason in error
+
+
+def test_run_names_an_unreadable_image_in_the_folder(bad_images, tmp_path, capsys):
+    (tmp_path / "data" / "n02123045").mkdir(parents=True)
+    (tmp_path / "data" / "n02123045" / "cat.png").write_bytes((bad_images / "truncated.jpg").read_bytes())
+    error = _one_line_exit_2(["run", "--data", str(tmp_path / "data"), "--concepts", "animal", "--saliency",
+                              "gradient", "--out", str(tmp_path / "out")], capsys)
+    assert "cat.png as an image (OSError: Truncated File Read)" in error
+
+
+@pytest.mark.parametrize("command", ["run", "evaluate", "decompose", "sevec", "afi"])
+def test_weights_that_are_not_a_file_are_refused(command, demo_report, bad_images, tmp_path, capsys):
+    """--weights /nonexistent.pth was ignored: the pretrained weights ran and the command exited 0 (issue 23)."""
+    argv = _argv([command, *SUBCOMMANDS[command], "--weights", str(tmp_path / "nonexistent.pth"), "--out",
+                  str(tmp_path / "out")], demo_report, bad_images / "good.jpg")
+    error = _one_line_exit_2(argv, capsys)
+    assert f"weights: {tmp_path / 'nonexistent.pth'} is not a file" in error
+
+
+def test_weights_from_a_state_dict_file_load_and_a_foreign_one_is_refused(tmp_path):
+    import torch
+
+    from captum_hint.datasets import load_model
+
+    random = load_model("efficientnet-lite0", None)
+    torch.save(random.model.state_dict(), tmp_path / "mine.pth")
+    mine = load_model("efficientnet-lite0", str(tmp_path / "mine.pth"))
+    assert all(torch.equal(a, b) for a, b in zip(mine.model.state_dict().values(), random.model.state_dict().values()))
+    torch.save({"fc.weight": torch.zeros(2, 2)}, tmp_path / "foreign.pth")
+    with pytest.raises(ValueError, match="foreign.pth does not fit efficientnet-lite0"):
+        load_model("efficientnet-lite0", str(tmp_path / "foreign.pth"))
+    (tmp_path / "code.pth").write_bytes(b"\x80\x04K\x01.")  # a pickle, not a torch archive
+    with pytest.raises(ValueError, match="code.pth is not a state dict"):
+        load_model("efficientnet-lite0", str(tmp_path / "code.pth"))
+    with pytest.raises(ValueError, match="weights: expected 'DEFAULT', None or a state-dict file"):
+        load_model("efficientnet-lite0", "IMAGENET1K_V1")
+
+
+def test_decompose_refuses_negative_and_too_large_targets_and_flat_layers(bad_images, tmp_path, capsys):
+    """--target -1 decomposed class 999; --layers ... _fc raised an IndexError (issue 23)."""
+    image = str(bad_images / "good.jpg")
+    error = _one_line_exit_2(["decompose", image, "--target", "-1"], capsys)
+    assert "argument --target: expected 'predicted', a class index >= 0 or a concept, got -1" in error
+    error = _one_line_exit_2(["decompose", image, "--target", "1000", "--out", str(tmp_path)], capsys)
+    assert "--target: class index 1000 is out of range" in error
+    error = _one_line_exit_2(["decompose", image, "--layers", "_blocks.10", "_fc", "--out", str(tmp_path)], capsys)
+    assert "layers: '_fc' gives outputs shaped (1, 1000); expected spatial layers" in error
+
+
+def test_evaluate_on_an_empty_data_folder_is_refused(demo_report, tmp_path, capsys):
+    """evaluate --data voc on an empty folder exited 0 with empty metrics (issue 23)."""
+    error = _one_line_exit_2(["evaluate", "--hint", str(demo_report / "hint"), "--data", "voc", "--root",
+                              str(tmp_path), "--out", str(tmp_path / "out")], capsys)
+    assert f"root: no images in {tmp_path}" in error
+
+
+def test_a_model_package_that_does_not_import_is_one_line(tmp_path, monkeypatch, capsys):
+    """--model vgg16 with a broken torchvision raised an ImportError traceback (issue 23)."""
+    monkeypatch.setitem(sys.modules, "torchvision", None)  # import torchvision now fails
+    error = _one_line_exit_2(["decompose", str(Path(__file__)), "--model", "vgg16", "--out", str(tmp_path)], capsys)
+    assert "vgg16 needs torchvision" in error

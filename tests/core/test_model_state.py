@@ -37,3 +37,15 @@ def test_restores_on_error_and_is_silent_for_eval_models(recwarn):
         with evaluation_mode(model):
             raise RuntimeError("boom")
     assert not any(m.training for m in model.modules()) and not recwarn.list
+
+
+def test_an_error_inside_the_models_forward_names_the_inputs_and_others_pass_unchanged():
+    model = _mixed_model().eval()
+    with pytest.raises(ValueError, match=r"inputs: probe could not run the model on them \(RuntimeError: .*channels") \
+            as raised:
+        with evaluation_mode(model, "probe"):
+            model(torch.randn(2, 5, 4, 4))  # 5 channels for a 3-channel convolution
+    assert isinstance(raised.value.__cause__, RuntimeError)
+    with pytest.raises(torch.OutOfMemoryError):  # not the inputs' fault: passes as it is
+        with evaluation_mode(model, "probe"):
+            raise torch.OutOfMemoryError("no memory")

@@ -41,7 +41,7 @@ def test_unavailable_weights_give_a_clear_error():
     pytest.importorskip("torchvision")
     try:
         spec = load_model("vgg16")  # real weights: downloaded, or from torch's hub cache
-    except RuntimeError as error:
+    except OSError as error:
         assert "could not load vgg16 weights 'DEFAULT'" in str(error) and "weights=None" in str(error)
     else:
         assert spec.name == "vgg16"

@@ -251,8 +251,8 @@ def test_concept_without_regions_is_an_error():
 
 
 def test_layer_without_spatial_dims_is_an_error(small_net):
-    hierarchy = ConceptHierarchy.from_paths([f"all/c{i}" for i in range(6)])
-    with pytest.raises(ValueError, match=r"layer: HINT needs a layer whose output is N x D x h x w.*'fc' gives \(2, 6\)"):
+    hierarchy = ConceptHierarchy.from_paths([f"all/c{i}" for i in range(5)] + ["else/c5"])
+    with pytest.raises(ValueError, match=r"layer: HINT needs a spatial layer \(output N x K x H x W\); 'fc' gives \(2, 6\)"):
         HINT(small_net, "fc", hierarchy, concepts=["all"], progress=False).fit([torch.randn(2, 3, 8, 8)])
 
 
@@ -262,13 +262,13 @@ def test_nan_features_are_an_error():
             return x * float("nan")
 
     model = nn.Sequential(nn.Conv2d(3, 2, 1), NaNLayer(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
-    hierarchy = ConceptHierarchy.from_paths(["all/a", "all/b"])
+    hierarchy = ConceptHierarchy.from_paths(["all/a", "else/b"])
     with pytest.raises(ValueError, match="layer '1' output: contains NaN"):
         HINT(model, "1", hierarchy, concepts=["all"], progress=False).fit([torch.randn(2, 3, 4, 4)])
 
 
 def test_setting_errors(small_net):
-    hierarchy = ConceptHierarchy.from_paths([f"all/c{i}" for i in range(6)])
+    hierarchy = ConceptHierarchy.from_paths([f"all/c{i}" for i in range(5)] + ["else/c5"])
     with pytest.raises(ValueError, match="concept: 'animal' matches nothing"):
         HINT(small_net, "features.2", hierarchy, concepts=["animal"])
     with pytest.raises(ValueError, match=r"threshold: expected a value in \(0.0, 1.0\)"):
@@ -323,7 +323,7 @@ def test_inf_features_are_an_error():
             return x.clone().index_fill_(1, torch.tensor([0]), float("inf"))
 
     model = nn.Sequential(nn.Conv2d(3, 2, 1), InfLayer(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
-    hierarchy = ConceptHierarchy.from_paths(["all/a", "all/b"])
+    hierarchy = ConceptHierarchy.from_paths(["all/a", "else/b"])
     with pytest.raises(ValueError, match="layer '1' output: contains Inf"):
         HINT(model, "1", hierarchy, concepts=["all"], progress=False).fit([torch.randn(2, 3, 4, 4)])
 

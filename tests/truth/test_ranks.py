@@ -52,7 +52,9 @@ def test_every_ranking_finds_channels_planted_by_construction():
     for concept in ("a", "b"):
         for ranking in ("shapley", "coef", "shapley retrained"):
             (failed,) = [r for r in rows if r["method"] == f"HINT ({ranking}, gradient)" and r["concept"] == concept]
-            assert math.isnan(failed["rank"]) and "saliency='gradient_x_input' or an earlier layer" in failed["error"]
+            assert math.isnan(failed["rank"]) and failed["error"].startswith(
+                "saliency: the gradient saliency at layer 'concept_relu' is the same at every position")
+            assert "choose saliency='gradient_x_input' (or another method) or an earlier layer" in failed["error"]
         for method in ("HINT (shapley, gradient_x_input)", "HINT (coef, gradient_x_input)",
                        "HINT (shapley retrained, gradient_x_input)", "AfI (channel importance)",
                        "LayerConductance",

@@ -12,30 +12,13 @@ import time
 
 import pytest
 import torch
-from torch import nn
 
 from captum_hint import HINT, ConceptHierarchy
 from captum_hint.attr import (LayerActivationPropagation, LayerFeatureOcclusion, LayerGradient,
                               LayerGradientXActivation, LayerGuidedBackprop, LayerIntegratedGradients,
                               LayerSmoothGrad, SemanticGradientXInput, SemanticGuidedBackprop, SharedPassSaliency)
 from captum_hint.gap import HierarchicalDecomposition
-
-
-class BatchNormNet(nn.Module):
-    """Two stages with a BatchNorm, 6 classes; with ``hold`` each forward pass takes that many seconds
-    longer, so calls from two threads overlap unless one waits for the other."""
-
-    def __init__(self, hold: float = 0.0):
-        super().__init__()
-        torch.manual_seed(0)
-        self.features = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
-                                      nn.Conv2d(4, 5, 3, padding=1), nn.ReLU(), nn.Conv2d(5, 6, 3, padding=1))
-        self.fc = nn.Linear(6, 6)
-        self.hold = hold
-
-    def forward(self, x):
-        time.sleep(self.hold)
-        return self.fc(torch.relu(self.features(x)).mean((2, 3)))
+from nets import BatchNormNet
 
 
 X = torch.randn(3, 3, 8, 8, generator=torch.Generator().manual_seed(0))
@@ -107,16 +90,21 @@ def _at_once(calls):
     return results
 
 
+def _assert_each_gets_its_own_answer(calls):
+    """Calls with different answers alone give the same answers when made from threads at once."""
+    alone = [call() for call in calls]
+    assert not torch.allclose(alone[0], alone[1])
+    for got, expected in zip(_at_once(calls), alone):
+        assert torch.equal(got, expected)
+
+
 def test_semantic_masks_of_two_threads_stay_their_own():
     """Two SemanticGuidedBackprop calls at once swapped their masks."""
     net = BatchNormNet(hold=0.05).eval()
     vectors = [torch.rand(320, generator=torch.Generator().manual_seed(s)) for s in (2, 3)]
     calls = [lambda v=v: SemanticGuidedBackprop(net, "features.4").attribute(X, target=1, semantic_vector=v)
              for v in vectors]
-    alone = [call() for call in calls]
-    assert not torch.allclose(alone[0], alone[1])
-    for got, expected in zip(_at_once(calls), alone):
-        assert torch.equal(got, expected)
+    _assert_each_gets_its_own_answer(calls)
 
 
 def test_guided_relus_do_not_reach_a_concurrent_gradient():
@@ -124,10 +112,7 @@ def test_guided_relus_do_not_reach_a_concurrent_gradient():
     net = BatchNormNet(hold=0.05).eval()
     calls = [lambda: LayerGuidedBackprop(net, "features.0").attribute(X, target=1),
              lambda: LayerGradient(net, "features.0").attribute(X, target=1)]
-    alone = [call() for call in calls]
-    assert not torch.allclose(alone[0], alone[1])
-    for got, expected in zip(_at_once(calls), alone):
-        assert torch.equal(got, expected)
+    _assert_each_gets_its_own_answer(calls)
 
 
 def test_two_threads_leave_a_train_mode_model_as_it_was():
