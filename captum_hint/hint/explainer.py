@@ -580,7 +580,7 @@ class HINT:
         path = Path(path)
         try:
             config = json.loads((path / "hint.json").read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
             raise ValueError(f"path: {path / 'hint.json'} is not a readable saved HINT ({error})") from None
         if not isinstance(config, dict) or config.get("format") != _FORMAT:
             raise ValueError(f"path: {path} does not hold a saved HINT of format {_FORMAT}")

@@ -351,3 +351,13 @@ def test_batches_with_another_number_of_labels_than_images_are_named(small_net):
         SemanticVectors(small_net, "features.1", [0, 1], progress=False).fit(batch)
     with pytest.raises(ValueError, match=r"labels: expected one per image \(2\), got 1"):
         GlobalFeatureOccluder(small_net, max_iterations=1, progress=False).fit(X, 1, labels=torch.tensor([1]))
+
+
+def test_a_deeply_nested_saved_hint_is_named_not_a_recursion_error(tmp_path):
+    from captum_hint import HINT
+
+    (tmp_path / "hint").mkdir()
+    (tmp_path / "hint" / "hint.json").write_text("[" * 100_000 + "]" * 100_000)
+    (tmp_path / "hint" / "tensors.pt").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"hint.json is not a readable saved HINT \(maximum recursion depth"):
+        HINT.load(tmp_path / "hint", SmallNet().eval(), progress=False)
