@@ -53,7 +53,7 @@ def feature_importance(occluder: GlobalFeatureOccluder, images: Tensor, layer: L
         raise RuntimeError("occluder: call fit() first")
     method = LayerFeatureOcclusion(occluder.model, layer)
     total = None
-    with evaluation_mode(occluder.model, "feature_importance"):
+    with evaluation_mode(occluder.model, "feature_importance", "images"):
         for start in range(0, len(images), batch_size):
             drops = check_spatial(layer, method.attribute(images[start : start + batch_size], occluder.delta_,
                                                           occluder.valid_range, attribute_to_layer_input),
@@ -80,7 +80,7 @@ def meta_detector(model: nn.Module, layer: LayerSpec, weights: Tensor, images: T
     check_image_batch(images, "images")
     check_finite("weights", weights)
     module = resolve_layer(model, layer)
-    with evaluation_mode(model, "meta_detector"):
+    with evaluation_mode(model, "meta_detector", "images"):
         features = layer_output(model, module, images, attribute_to_layer_input)
     if features.shape[1] != weights.numel():
         raise ValueError(f"weights: expected {features.shape[1]} channel weights for this layer, got {weights.numel()}")
@@ -101,7 +101,7 @@ def gradient_importance(model: nn.Module, layer: LayerSpec, images: Tensor, y, b
     def score(x):
         return concept_logit(model(x), leaves)[:, None]
 
-    with evaluation_mode(model, "gradient_importance"):
+    with evaluation_mode(model, "gradient_importance", "images"):
         gradient = mean_layer_gradient(score, resolve_layer(model, layer), images, batch_size,
                                        attribute_to_layer_input)
     return gradient.clamp_min(0)
@@ -242,7 +242,7 @@ def class_impression(occluder: GlobalFeatureOccluder, layer: LayerSpec, weights:
     image = (0.1 * torch.randn(1, *shape, generator=generator)).requires_grad_()
     optimizer = torch.optim.Adam([image], lr=lr)
     shaped = weights.view(1, -1, 1, 1)
-    with evaluation_mode(model, "class_impression"):
+    with evaluation_mode(model, "class_impression", "shape"):
         for parameter in model.parameters():
             parameter.requires_grad_(False)
         for _ in range(steps):

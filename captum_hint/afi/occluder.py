@@ -176,7 +176,7 @@ class GlobalFeatureOccluder:
         device = self._device()
         images = images.to(device)
         generator = torch.Generator().manual_seed(self.seed)
-        with evaluation_mode(self.model, "GlobalFeatureOccluder"):
+        with evaluation_mode(self.model, "GlobalFeatureOccluder", "images"):
             for parameter in self.model.parameters():
                 parameter.requires_grad_(False)  # only delta is learned; flags are restored on exit
             keep = self._predicted_in(images, leaves)

@@ -57,6 +57,7 @@ def _argument(check, kind: str):
 
 
 _count = _argument(lambda v: check_positive_int("value", v), "integer")
+WEIGHTS_HELP = "'DEFAULT' (pretrained), 'none' (random), a torchvision weights name or a state-dict file"
 #: Scenes a command holds in memory at once (about 0.7 MB each at 224 x 224): more could not finish.
 MAX_SCENES = 20_000
 _scenes = _argument(lambda v: check_positive_int("value", v, maximum=MAX_SCENES), "integer")
@@ -449,7 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Fits HINT on DATA (one sub-folder per ImageNet wnid) and writes the "
                                         "fitted HINT, scores.csv and a report to OUT.")
     r.add_argument("--model", default="efficientnet-lite0", help="efficientnet-lite0, vgg16, vgg19, resnet50, inception_v3")
-    r.add_argument("--weights", default="DEFAULT", help="'DEFAULT' (pretrained) or 'none' (random)")
+    r.add_argument("--weights", default="DEFAULT", help=WEIGHTS_HELP)
     r.add_argument("--layer", help="dotted layer name (default: the model's default layer)")
     r.add_argument("--data", required=True, type=_folder, help="folder of wnid sub-folders with images")
     r.add_argument("--concepts", nargs="+", required=True, help="concepts: synset names, wnids or words")
@@ -468,7 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
                                         "localization against Grad-CAM.")
     e.add_argument("--hint", required=True, type=_saved_hint, help="folder written by HINT.save (e.g. hint-report/hint)")
     e.add_argument("--model", default="efficientnet-lite0", help="the model the HINT was fitted on")
-    e.add_argument("--weights", default="DEFAULT", help="'DEFAULT' or 'none'")
+    e.add_argument("--weights", default="DEFAULT", help=WEIGHTS_HELP)
     e.add_argument("--data", default="stamps", choices=["stamps", "imagenet", "cub", "voc"], help="data set format")
     e.add_argument("--root", type=_folder, help="data set folder (imagenet: images with XML boxes; cub: the folder holding "
                    "CUB_200_2011/ and segmentations/; voc: the VOC2007 folder)")
@@ -488,7 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
                                         "index.html.")
     g.add_argument("images", nargs="+", type=_image_file, help="image files (any format PIL reads)")
     g.add_argument("--model", default="efficientnet-lite0", help="efficientnet-lite0, vgg16, vgg19, resnet50, inception_v3")
-    g.add_argument("--weights", default="DEFAULT", help="'DEFAULT' (pretrained) or 'none' (random)")
+    g.add_argument("--weights", default="DEFAULT", help=WEIGHTS_HELP)
     g.add_argument("--target", type=_decision, default="predicted", help="'predicted' (default), a class index, or a concept "
                    "(synset name, wnid or word) whose score is decomposed")
     g.add_argument("--top-k", type=_count, default=3, help="children kept per decision (default: 3)")
@@ -505,7 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--concepts", nargs="+", help="concepts: synset names, wnids or words (default: a dozen animal "
                    "and vehicle concepts)")
     v.add_argument("--model", default="efficientnet-lite0", help="model name (default: efficientnet-lite0)")
-    v.add_argument("--weights", default="DEFAULT", help="'DEFAULT' (pretrained) or 'none' (random)")
+    v.add_argument("--weights", default="DEFAULT", help=WEIGHTS_HELP)
     v.add_argument("--layer", help="a rectified layer (default for EfficientNet-Lite0: the input of _avg_pooling)")
     v.add_argument("--layer-input", action="store_true", help="use the layer's input instead of its output")
     v.add_argument("--representation", default="spatial", choices=["spatial", "pooled"],
@@ -523,7 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
                                         "importance and a class impression to an index.html.")
     a.add_argument("--class", dest="target_class", default="bird", help="a class or concept (synset, wnid or word)")
     a.add_argument("--model", default="efficientnet-lite0", help="model name (default: efficientnet-lite0)")
-    a.add_argument("--weights", default="DEFAULT", help="'DEFAULT' (pretrained) or 'none' (random)")
+    a.add_argument("--weights", default="DEFAULT", help=WEIGHTS_HELP)
     a.add_argument("--layers", nargs="+", default=["_blocks.4", "_blocks.10"], help="layers for importance")
     a.add_argument("--probe-concepts", nargs="+", default=["bird", "mammal", "insect", "wheeled_vehicle"],
                    help="concepts whose importance to the class is measured")

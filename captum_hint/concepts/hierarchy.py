@@ -80,6 +80,8 @@ class ConceptHierarchy:
         if leaves is None:
             leaves = [name for name, kids in self._children.items() if not kids]
         self.leaves: List[str] = list(leaves)
+        if not self.leaves:
+            raise ValueError("leaves: the hierarchy has no class (no leaf)")
         if len(set(self.leaves)) != len(self.leaves):
             repeated = sorted({leaf for leaf in self.leaves if self.leaves.count(leaf) > 1})
             raise ValueError(f"leaves: listed more than once: {repeated[:10]}")
@@ -504,6 +506,9 @@ class ConceptHierarchy:
         def walk(node, parent):
             if isinstance(node, Mapping):
                 for name, sub in node.items():
+                    if not isinstance(name, str) or not name.strip():
+                        raise ValueError(f"tree: concept names must be non-empty strings, got {name!r} under "
+                                         f"{parent!r}")
                     parents.setdefault(name, [])
                     if parent is not None and parent not in parents[name]:
                         parents[name].append(parent)
@@ -536,7 +541,7 @@ class ConceptHierarchy:
             return cls(data["parents"], data["leaves"], data.get("labels"), data.get("wnids"))
         if isinstance(data, Mapping):
             return cls.from_nested(data)
-        if isinstance(data, Sequence) and all(isinstance(p, str) for p in data):
+        if isinstance(data, Sequence) and not isinstance(data, str) and all(isinstance(p, str) for p in data):
             return cls.from_paths(data)
         raise TypeError("data: expected the stored form, a nested dict, or a list of path strings")
 

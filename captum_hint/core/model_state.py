@@ -41,7 +41,7 @@ def _model_lock(model: nn.Module) -> threading.RLock:
 
 
 @contextlib.contextmanager
-def evaluation_mode(model: nn.Module, owner: str = "captum_hint") -> Iterator[nn.Module]:
+def evaluation_mode(model: nn.Module, owner: str = "captum_hint", inputs: str = "inputs") -> Iterator[nn.Module]:
     """Run ``model`` in eval mode inside the block, alone; restore its state on exit.
 
     A block on the same model in another thread waits until this one exits
@@ -56,6 +56,8 @@ def evaluation_mode(model: nn.Module, owner: str = "captum_hint") -> Iterator[nn
     Args:
         model: the user's model.
         owner: the name used in the warning.
+        inputs: the caller's name for what the model runs on (``images``,
+            ``dataloader``), used in that error.
     """
     with _model_lock(model):
         training = [(module, module.training) for module in model.modules()]
@@ -72,7 +74,7 @@ def evaluation_mode(model: nn.Module, owner: str = "captum_hint") -> Iterator[nn
         except RuntimeError as error:
             if isinstance(error, torch.OutOfMemoryError) or not _raised_in_forward(model, error):
                 raise
-            raise ValueError(f"inputs: {owner} could not run the model on them ({type(error).__name__}: "
+            raise ValueError(f"{inputs}: {owner} could not run the model on them ({type(error).__name__}: "
                              f"{(str(error).splitlines() or [''])[0]})") from error
         finally:
             for module, flag in training:

@@ -96,8 +96,12 @@ def split_batch(batch) -> Tuple[Tensor, Optional[Tensor]]:
     else:
         raise TypeError(f"dataloader: expected batches of images, (images, labels) or dicts, got "
                         f"{type(batch).__name__}")
-    if labels is not None and hasattr(images, "__len__") and len(labels) != len(images):
-        raise ValueError(f"dataloader: a batch has {len(images)} images and {len(labels)} labels")
+    try:
+        counts = (len(images), len(labels)) if labels is not None else None
+    except TypeError:  # not sized (a 0-d tensor, say): the image and label checks that follow say what is wrong
+        counts = None
+    if counts is not None and counts[0] != counts[1]:
+        raise ValueError(f"dataloader: a batch has {counts[0]} images and {counts[1]} labels")
     return images, labels
 
 

@@ -283,7 +283,7 @@ class HierarchicalDecomposition:
         if min_share is not None:
             check_fraction("min_share", min_share)
         depth = len(self.layers) if depth is None else check_positive_int("depth", depth)
-        with evaluation_mode(self.model, "HierarchicalDecomposition"), torch.enable_grad():
+        with evaluation_mode(self.model, "HierarchicalDecomposition", "images"), torch.enable_grad():
             if target is None:
                 with torch.no_grad():
                     target = self.model(images).argmax(1).tolist()
@@ -338,7 +338,7 @@ class HierarchicalDecomposition:
 
     def _expand_node(self, node: EvidenceNode, top_k: int, image: Tensor, min_share, target) -> List[EvidenceNode]:
         check_positive_int("top_k", top_k)
-        with evaluation_mode(self.model, "HierarchicalDecomposition"), torch.enable_grad():
+        with evaluation_mode(self.model, "HierarchicalDecomposition", "images"), torch.enable_grad():
             if node.layer == "output":
                 propagation = LayerActivationPropagation(self.model, self._modules[self.layers[-1]]).propagate(
                     image, target=set(target) if isinstance(target, frozenset) else target)

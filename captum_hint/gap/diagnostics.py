@@ -107,7 +107,7 @@ def ablation_contributions(model: nn.Module, images: Tensor, layer: str, target=
     if source_layer is not None:
         handles.append(modules[source_layer].register_forward_hook(capture))
     try:
-        with torch.no_grad(), evaluation_mode(model, "ablation_contributions"):
+        with torch.no_grad(), evaluation_mode(model, "ablation_contributions", "images"):
             features = layer_output(model, modules[layer], images)
             clean = decisions()
             k = features.shape[1]
@@ -161,7 +161,7 @@ def contribution_sanity(decomposition: HierarchicalDecomposition, images: Tensor
     check_image_batch(images, "images")
     model = decomposition.model
     rows = []
-    with evaluation_mode(model, "contribution_sanity"):
+    with evaluation_mode(model, "contribution_sanity", "images"):
         if target is None:
             with torch.no_grad():
                 target = model(images).argmax(1).tolist()
@@ -206,7 +206,7 @@ def gap_input_saliency(decomposition: HierarchicalDecomposition, images: Tensor,
     for n, nodes in enumerate(leaves):
         selectors[n, : len(nodes)] = torch.tensor(nodes)
         valid[n, : len(nodes)] = True
-    with evaluation_mode(decomposition.model, "gap_input_saliency"):
+    with evaluation_mode(decomposition.model, "gap_input_saliency", "images"):
         gradients, pixels, _ = propagate_between(decomposition.model, images, None,
                                                  decomposition._modules[lowest], selectors.to(images.device))
     maps = (gradients * pixels[:, None] * valid[:, :, None, None, None].to(gradients.device)).sum((1, 2))
@@ -248,7 +248,7 @@ def cascading_randomization(decomposition: HierarchicalDecomposition, images: Te
     """
     check_image_batch(images, "images")
     original = decomposition.model
-    with torch.no_grad(), evaluation_mode(original, "cascading_randomization"):
+    with torch.no_grad(), evaluation_mode(original, "cascading_randomization", "images"):
         target = original(images).argmax(1).tolist()
     model = copy.deepcopy(original).eval()
     working = HierarchicalDecomposition(model, decomposition.layers, tuple(images.shape[1:]),
@@ -329,7 +329,7 @@ def sparse_surrogate(decomposition: HierarchicalDecomposition, images: Tensor, l
     check_positive_int("batch_size", batch_size)
     model = decomposition.model
     rows = []
-    with evaluation_mode(model, "sparse_surrogate"):
+    with evaluation_mode(model, "sparse_surrogate", "images"):
         captured = {}
         handles = [decomposition._modules[layer].register_forward_hook(
             lambda module, args, output, layer=layer: captured.__setitem__(layer, output)) for layer in decomposition.layers]
@@ -385,7 +385,7 @@ def discriminative_degree(decomposition: HierarchicalDecomposition, batches, num
         if labels.min() < 0 or labels.max() >= num_classes:
             raise ValueError(f"labels: expected class indices in 0..{num_classes - 1}")
         if not counts:
-            with evaluation_mode(decomposition.model, "discriminative_degree"):
+            with evaluation_mode(decomposition.model, "discriminative_degree", "batches"):
                 counts = {layer: torch.zeros(layer_output(decomposition.model, decomposition._modules[layer], images[:1])
                                           .shape[1], num_classes) for layer in decomposition.layers}
         for tree, label in zip(decomposition.decompose(images, top_k=top_k), labels.tolist()):

@@ -227,7 +227,7 @@ def adversarial_study(hint: HINT, images: Tensor, target_class: int, concept: st
         return hint.model((pixels - mean_t) / std_t).softmax(1)
 
     pixels = (images.to(device) * std_t + mean_t).clamp(0, 1)
-    with evaluation_mode(hint.model, "adversarial_study"):
+    with evaluation_mode(hint.model, "adversarial_study", "images"):
         attacked = PGD(probabilities, lower_bound=0.0, upper_bound=1.0).perturb(
             pixels, radius, step_size, steps, target=target_class, targeted=True)
         with torch.no_grad():

@@ -256,7 +256,7 @@ class HINT:
             self.
         """
         check_label_source(labels)
-        with evaluation_mode(self.model, "HINT.fit"):
+        with evaluation_mode(self.model, "HINT.fit", "dataloader"):
             return self._fit(dataloader, labels)
 
     def _fit(self, dataloader: Iterable, labels: str) -> "HINT":
@@ -509,7 +509,7 @@ class HINT:
     def layer_features(self, images: Tensor) -> Tensor:
         """The layer output (N x D x h x w) for a batch of images, without gradients."""
         check_image_batch(images, "images")
-        with evaluation_mode(self.model, "HINT"):
+        with evaluation_mode(self.model, "HINT", "images"):
             return self._forward_with_features(images.to(self.device))[1]
 
     # ------------------------------------------------------------------ persistence
@@ -541,7 +541,7 @@ class HINT:
     def _check_model_matches(self, path: Path) -> None:
         """Fail unless the model's layer width and class count are the saved HINT's (one probe forward)."""
         probe = torch.zeros(1, *self.input_shape_, device=self.device)
-        with evaluation_mode(self.model, "HINT.load"):
+        with evaluation_mode(self.model, "HINT.load", "model"):
             logits, features = self._forward_with_features(probe)
         width, classes = self.scores_.shape[0], self.hierarchy.num_classes
         if features.shape[1] != width or logits.shape[1] != classes:

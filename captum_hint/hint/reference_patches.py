@@ -41,7 +41,7 @@ def receptive_field(model: nn.Module, layer, input_shape: Sequence[int], mass: f
     """
     check_fraction("mass", mass)
     image = torch.zeros(1, *input_shape, device=device, requires_grad=True)
-    with evaluation_mode(model, "receptive_field"), torch.enable_grad():  # callers may be under no_grad
+    with evaluation_mode(model, "receptive_field", "input_shape"), torch.enable_grad():  # callers may be under no_grad
         output = _spatial_output(model, layer, image, grad=True)
         h, w = output.shape[-2:]
         (gradient,) = torch.autograd.grad(output[0, :, h // 2, w // 2].sum(), image)
@@ -91,7 +91,7 @@ def top_activating_patches(model: nn.Module, layer, dataloader: Iterable, neuron
         raise ValueError("neurons: expected at least one channel index")
     best = None
     seen = 0
-    with evaluation_mode(model, "top_activating_patches"), torch.no_grad():
+    with evaluation_mode(model, "top_activating_patches", "dataloader"), torch.no_grad():
         for batch in tqdm(dataloader, desc="reference patches", disable=not progress):
             images, _ = split_batch(batch)
             check_image_batch(images, "images")

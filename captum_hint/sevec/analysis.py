@@ -104,7 +104,7 @@ def neuron_vs_vector_test(sevec: SemanticVectors, images: Tensor, concepts: Sequ
         return modify
 
     index = torch.arange(len(images))
-    with evaluation_mode(sevec.model, "neuron_vs_vector_test"):
+    with evaluation_mode(sevec.model, "neuron_vs_vector_test", "images"):
         with torch.no_grad():
             before = concept_probabilities(sevec, sevec.model(images))[index, rows]
         results = {}
@@ -131,7 +131,7 @@ def accuracy_correlation(sevec: SemanticVectors, dataloader: Iterable, min_image
     for batch in dataloader:
         images, labels = split_batch(batch)
         check_image_batch(images, "images")
-        with torch.no_grad(), evaluation_mode(sevec.model, "accuracy_correlation"):
+        with torch.no_grad(), evaluation_mode(sevec.model, "accuracy_correlation", "dataloader"):
             predicted = sevec.model(images).argmax(1).cpu()
         under = sevec._under(torch.as_tensor(labels).cpu()).float()  # N x K
         hit = sevec._under(predicted).float() if sevec.hierarchy is not None else \

@@ -108,7 +108,7 @@ class SemanticVectors:
     def features(self, images: Tensor) -> Tensor:
         """``phi(x)`` for a batch (N x D), the model run in eval mode."""
         check_image_batch(images, "images")
-        with evaluation_mode(self.model, "SemanticVectors"):
+        with evaluation_mode(self.model, "SemanticVectors", "images"):
             return layer_representation(self.model, self.layer_module, images.to(self.device), self.representation,
                                         self.use_layer_input)
 

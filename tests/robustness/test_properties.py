@@ -25,8 +25,11 @@ from captum_hint.attr import (LayerActivationPropagation, LayerFeatureOcclusion,
                               LayerGradientXActivation, LayerGuidedBackprop, LayerIntegratedGradients,
                               LayerSmoothGrad, SemanticGradientXInput, SemanticGuidedBackprop, SharedPassSaliency,
                               occlude, semantic_mask)
-from captum_hint.gap import HierarchicalDecomposition, select_children
+from captum_hint import HINT, ConceptHierarchy
+from captum_hint.gap import HierarchicalDecomposition, load_tree, select_children
+from captum_hint.gap.diagnostics import ablation_contributions
 from captum_hint.hint.regions import RegionBank
+from captum_hint.sevec import SemanticVectors
 from nets import BatchNormNet
 
 #: generated bad values per entry point
@@ -35,6 +38,24 @@ NET = BatchNormNet().train()  # built once: its seeding is not the call's
 X = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
 VECTOR = torch.rand(320, generator=torch.Generator().manual_seed(1))
 LAYERS = {name for name, _ in NET.named_modules()}
+HIERARCHY = ConceptHierarchy.from_paths(["a/x", "a/y", "a/z", "b/u", "b/v", "b/w"])
+
+
+def _fitted():
+    """A HINT and semantic vectors fitted on the train-mode net (which they leave as it was)."""
+    import warnings
+
+    data = [(torch.randn(12, 3, 8, 8, generator=torch.Generator().manual_seed(s)), torch.arange(12) % 6)
+            for s in (3, 4)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        hint = HINT(NET, "features.3", HIERARCHY, concepts=["a", "b"], saliency="gradient", n_regions=32,
+                    shapley_kwargs={"n_permutations": 4}, progress=False).fit(data)
+        sevec = SemanticVectors(NET, "features.4", ["a", "b"], HIERARCHY, progress=False).fit(data)
+    return hint, sevec
+
+
+FITTED_HINT, FITTED_SEVEC = _fitted()
 
 # ---------------------------------------------------------------- bad values by kind
 
@@ -86,6 +107,51 @@ BAD_RANGES = st.tuples(st.floats(-2, 2, width=32), st.floats(-2, 2, width=32)).f
     lambda r: (torch.tensor([r[0]] * 3), torch.tensor([r[1]] * 3)))
 BAD_SAMPLES = st.one_of(st.sampled_from([math.nan, math.inf]).map(lambda v: _tensor_with(v, (4, 2))),
                         st.just(torch.zeros(1, 2)), st.just(torch.zeros(4)), st.just(torch.zeros(4, 3)))
+
+
+JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=4),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
+                                                                                      max_size=4), max_leaves=12)
+TREE_FIELDS = st.fixed_dictionaries({"layer": JSON_VALUES, "channel": JSON_VALUES, "contribution": JSON_VALUES,
+                                     "share": JSON_VALUES, "peak": JSON_VALUES, "peak_pixel": JSON_VALUES,
+                                     "activation_map": JSON_VALUES, "merged": JSON_VALUES, "concepts": JSON_VALUES,
+                                     "children": JSON_VALUES})
+#: a wrong value per field of a saved tree node: a generated node gets at least one, so it is never valid
+WRONG_FIELDS = [(field, value) for field, values in {
+    "layer": [7, "", None], "channel": ["1", 1.5, -2, None], "contribution": ["x", None, [1]],
+    "share": [-0.5, 2, "1", None], "peak": ["p", [1], [-1, 0]], "peak_pixel": ["p", [1.0]],
+    "activation_map": ["m", [], [[]], [[1.0], [1.0, 2.0]]], "merged": ["m", [-1], ["a"]],
+    "concepts": ["c", [["a"]], [[1, 2]]], "children": ["c", None, {}]}.items() for value in values]
+BAD_TREES = st.tuples(TREE_FIELDS, st.sampled_from(WRONG_FIELDS)).map(lambda t: {**t[0], t[1][0]: t[1][1]})
+BAD_BANK_STATES = st.one_of(JSON_VALUES, st.fixed_dictionaries({
+    key: st.one_of(st.just(torch.zeros(2, 2)), st.just(torch.zeros(3, dtype=torch.long)),
+                   st.just(torch.ones(2, 2, dtype=torch.bool)), st.just(torch.tensor([1.0, math.nan])), JSON_VALUES)
+    for key in ("vectors", "buckets", "under", "images", "seen", "capacity")}))
+
+
+def _hierarchy_like(value) -> bool:
+    """Whether ``value`` is one of the forms ``ConceptHierarchy.from_dict`` takes (then it is no bad input)."""
+    if isinstance(value, list):
+        return bool(value) and all(isinstance(path, str) and path.strip("/") for path in value)
+    if isinstance(value, dict):
+        return bool(value) and all(name.strip() and (sub is None or _hierarchy_like(sub)) for name, sub in value.items())
+    return False
+
+
+def _json_text(value) -> str:
+    import json
+
+    return json.dumps(value)
+
+
+def _written(text, name):
+    """``text`` in a fresh file (Hypothesis runs many examples per test: no pytest tmp_path)."""
+    import tempfile
+    from pathlib import Path
+
+    folder = Path(tempfile.mkdtemp(prefix="captum_hint_properties_"))
+    (folder / name).write_text(text)
+    return folder / name
 
 
 def _targets_for(images):
@@ -177,6 +243,30 @@ ENTRY_POINTS = {
         lambda bad: distillation_test(NET, "features.3", torch.ones(5), X, bad, epochs=1), ("negatives", "images"),
         st.one_of(st.just(X[:0]), st.just(X[:1]), BAD_IMAGES.filter(lambda b: not isinstance(b, torch.Tensor) or
                                                                     b.dim() != 4 or len(b) < 2))),
+    "HINT.localize images": (lambda bad: FITTED_HINT.localize(bad, "a"), ("images", "inputs"), BAD_IMAGES),
+    "HINT.localize concept": (
+        lambda bad: FITTED_HINT.localize(X, bad), ("concept",),
+        st.one_of(st.text(max_size=4).filter(lambda c: c.strip().lower() not in ("a", "b")), st.integers(),
+                  st.none())),
+    "HINT.localize top_fraction": (lambda bad: FITTED_HINT.localize(X, "a", top_fraction=bad), ("top_fraction",),
+                                   BAD_FRACTIONS),
+    "HINT.layer_features images": (lambda bad: FITTED_HINT.layer_features(bad), ("images",), BAD_IMAGES),
+    "SemanticVectors.similarity images": (lambda bad: FITTED_SEVEC.similarity(bad), ("images", "inputs"),
+                                          BAD_IMAGES),
+    "SemanticVectors.fit dataloader": (
+        lambda bad: SemanticVectors(NET, "features.4", ["a"], HIERARCHY, progress=False).fit([(bad, torch.zeros(2))]),
+        ("images", "inputs", "dataloader"), BAD_IMAGES.filter(lambda b: isinstance(b, torch.Tensor))),
+    "ablation_contributions images": (
+        lambda bad: ablation_contributions(NET, bad, "features.3", target=1), ("images", "inputs"), BAD_IMAGES),
+    "load_tree path": (lambda bad: load_tree(_written(bad, "tree.json")), ("path",),
+                       st.one_of(st.text(max_size=20), JSON_VALUES.map(_json_text),
+                                 BAD_TREES.map(lambda tree: _json_text({"format": "captum_hint.gap.EvidenceTree/1",
+                                                                        "tree": tree})))),
+    "ConceptHierarchy.from_json path": (
+        lambda bad: ConceptHierarchy.from_json(_written(bad, "hierarchy.json")), ("path",),
+        st.one_of(st.text(max_size=20).filter(lambda t: not t.strip().startswith(("[", "{"))),
+                  JSON_VALUES.filter(lambda v: not _hierarchy_like(v)).map(_json_text))),
+    "RegionBank.from_state_dict state": (lambda bad: RegionBank.from_state_dict(bad), ("state",), BAD_BANK_STATES),
 }
 
 
