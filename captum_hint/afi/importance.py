@@ -186,11 +186,10 @@ def distillation_test(model: nn.Module, layer: LayerSpec, weights: Tensor, posit
     check_fraction("holdout", holdout, allow_one=False)
     check_positive_int("epochs", epochs)
     for name, images in (("positives", positives), ("negatives", negatives)):
-        if not isinstance(images, Tensor) or images.dim() != 4 or len(images) >= 2:
-            check_image_batch(images, name)
-        if len(images) < 2:  # one class alone makes every held-out answer right
+        if isinstance(images, Tensor) and images.dim() == 4 and len(images) < 2:  # every held-out answer right
             raise ValueError(f"{name}: expected at least 2 images (the student learns positives vs negatives), "
                              f"got {len(images)}")
+        check_image_batch(images, name)
     features = torch.cat([meta_detector(model, layer, weights, images, attribute_to_layer_input).flatten(1)
                           for images in (positives, negatives)]).float().cpu()
     targets = torch.cat([torch.ones(len(positives)), torch.zeros(len(negatives))]).long()

@@ -76,11 +76,16 @@ def class_leaves(y: Union[int, set, frozenset]) -> Tensor:
     return torch.tensor(leaves)
 
 
-def concept_logit(logits: Tensor, leaves: Tensor) -> Tensor:
-    """``log sum_{c in leaves} exp logits_c`` (the class logit for a single class)."""
+def check_leaves_fit(leaves: Tensor, logits: Tensor) -> None:
+    """Raise, naming ``y``, unless every class of ``leaves`` is an output of the N x C ``logits``."""
     if int(leaves.max()) >= logits.shape[1]:
         raise ValueError(f"y: class index {int(leaves.max())} is out of range for a model with {logits.shape[1]} "
                          f"outputs (expected 0..{logits.shape[1] - 1})")
+
+
+def concept_logit(logits: Tensor, leaves: Tensor) -> Tensor:
+    """``log sum_{c in leaves} exp logits_c`` (the class logit for a single class)."""
+    check_leaves_fit(leaves, logits)
     return torch.logsumexp(logits[:, leaves.to(logits.device)], dim=1)
 
 
@@ -141,9 +146,7 @@ class GlobalFeatureOccluder:
     def _predicted_in(self, images: Tensor, leaves: Tensor) -> Tensor:
         with torch.no_grad():
             logits = [self.model(images[s : s + self.batch_size]) for s in range(0, len(images), self.batch_size)]
-        if int(leaves.max()) >= logits[0].shape[1]:
-            raise ValueError(f"y: class index {int(leaves.max())} is out of range for a model with "
-                             f"{logits[0].shape[1]} outputs (expected 0..{logits[0].shape[1] - 1})")
+        check_leaves_fit(leaves, logits[0])
         predicted = torch.cat([part.argmax(1) for part in logits])
         return torch.isin(predicted, leaves.to(predicted.device))
 

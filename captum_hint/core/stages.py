@@ -69,8 +69,8 @@ def forward_order(model: nn.Module, layers: Sequence[str], input_shape: Sequence
         raise ValueError(f"layers: {', '.join(map(repr, repeated))} run several times per forward pass; "
                          "choose layers that run once")
     flat = [f"{name!r} gives {'no tensor' if shape is None else 'outputs shaped ' + str(shape)}"
-            for name, shape in calls if shape is None or len(shape) != 4]
-    if spatial and flat:
+            for name, shape in calls if spatial and (shape is None or len(shape) != 4)]
+    if flat:
         raise ValueError(f"layers: {'; '.join(flat)}; expected spatial layers (outputs N x K x H x W)")
     return [name for name, _ in calls]
 

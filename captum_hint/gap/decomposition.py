@@ -354,16 +354,11 @@ class HierarchicalDecomposition:
 
 
 def _per_sample_targets(target, n: int) -> list:
-    """N targets: class indices (ints) or concepts (frozensets), from any captum_hint target form."""
-    targets = _target_list(target, n)
-    negative = [t for t in targets if isinstance(t, int) and t < 0]
-    if negative:  # -1 is also the tree's marker of a concept decision
-        raise ValueError(f"target: class index {negative[0]} is negative; expected 0..C-1 (a negative index is not "
-                         "read from the end)")
-    return targets
+    """N targets: class indices (ints) or concepts (frozensets), from any captum_hint target form.
 
-
-def _target_list(target, n: int) -> list:
+    Negative class indices (-1 is also the tree's marker of a concept
+    decision) are refused by the propagation's own target check.
+    """
     if isinstance(target, (set, frozenset)):
         return [frozenset(target)] * n
     if isinstance(target, int) and not isinstance(target, bool):
@@ -376,7 +371,7 @@ def _target_list(target, n: int) -> list:
         if all(isinstance(t, int) and not isinstance(t, bool) for t in target):
             return list(target)
     if isinstance(target, (list, tuple)) and len(target) == 1:
-        return _target_list(target[0], n)
+        return _per_sample_targets(target[0], n)
     raise ValueError(
         "target: expected None (the predicted class), a class index, N per-sample indices, a concept "
         f"(set of leaf indices) or N concepts, for a batch of {n}; got {target!r}"

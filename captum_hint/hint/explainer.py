@@ -171,9 +171,12 @@ class HINT:
         self.layer = _layer_name(model, layer)
         self.hierarchy = hierarchy
         constant = saliency_target == "concept" and self.concept_score == "log_probability"
+
+        def covers_every_class(concept: str) -> bool:
+            return len(hierarchy.leaves_under(concept)) == hierarchy.num_classes
+
         if concepts is None:  # those with 2+ leaves; under a constant score not those covering every class
-            concepts = [c for c in hierarchy.select(min_leaves=2)
-                        if not constant or len(hierarchy.leaves_under(c)) < hierarchy.num_classes]
+            concepts = [c for c in hierarchy.select(min_leaves=2) if not (constant and covers_every_class(c))]
             if len(concepts) > 64:
                 raise ValueError(
                     f"concepts: the hierarchy has {len(concepts)} concepts with 2+ leaves; choose a "
@@ -182,7 +185,7 @@ class HINT:
         self.concepts = [hierarchy.lookup(c) for c in concepts]
         if not self.concepts:
             raise ValueError("concepts: the concept set is empty")
-        whole = [c for c in self.concepts if len(hierarchy.leaves_under(c)) == hierarchy.num_classes]
+        whole = [c for c in self.concepts if covers_every_class(c)]
         if whole and constant:
             raise ValueError(
                 f"concepts: {', '.join(whole)} cover(s) every class of the model, so the concept's score "
