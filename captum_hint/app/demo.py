@@ -110,6 +110,7 @@ def run_demo(args) -> int:
     from ..hint.experiments import (adversarial_study, cascading_randomization_study, ranking_study,
                                     saliency_method_study)
     from ..hint.reference_patches import top_activating_patches
+    from .explore import explore_model
     from .figures import plot_map_rows, plot_method_bars, plot_metric_by_fraction, plot_reference_patches
     from .report import plot_layer_f1, plot_overlays, write_report, write_scores_csv
 
@@ -235,6 +236,20 @@ def run_demo(args) -> int:
     plot_overlays(spec.denormalize(images), columns, masks, out / "overlays.png")
     phase("figures")
 
+    _say("the explorer site: concept, neuron and image pages (gAP trees, SeVec, an AfI occluder for bird)")
+    # gAP explains the predicted class: up to 16 test scenes the model recognizes come first, then others
+    with torch.no_grad():
+        predicted = torch.cat([spec.model(batch) for batch in
+                               torch.stack([s["image"] for s in test_samples]).split(32)]).argmax(1).tolist()
+    hits = [i for i, s in enumerate(test_samples) if predicted[i] in s["labels"].tolist()]
+    shown = hits[:16] + [i for i in range(len(test_samples)) if i not in set(hits)][:24 - len(hits[:16])]
+    explore_model(out / "site", spec, hint, [test_samples[i] for i in shown], train_samples[:128],
+                  afi_concepts=[c for c in ("bird.n.01",) if c in concepts], names=[f"test scene {i}" for i in shown],
+                  notes=[f"The images: {len(hits)} of the {len(test_samples)} test scenes are recognized (the model's "
+                         f"top class is one of their objects); up to 16 of them are shown first, then others."],
+                  seed=args.seed, progress=False)
+    phase("explorer")
+
     seconds = time.time() - started
     summary = {
         "model": spec.name, "layer": spec.layer, "seed": args.seed, "concepts": concepts, "concepts_left_out": dropped,
@@ -271,6 +286,11 @@ def _sections(args, spec, hierarchy, train, test, held_out, table, at_20, differ
             "(one animal or vehicle photo blended into a tinted texture photo, with 0–2 distractor objects: "
             f"fruit, vegetables, flowers, tools, dishes, instruments, balls), {len(test)} test scenes (1–3 objects "
             f"from stamps unseen in training, 0–2 distractors, exact masks). {note} Run time {seconds / 60:.1f} min.")},
+        {"title": "Browse the model: the explorer site",
+         "text": "<a href='site/index.html'>site/index.html</a>: a page per concept (classifier scores with "
+                 "intervals, top neurons by HINT, SeVec and AfI, localization examples), per neuron (Shapley values "
+                 "over the hierarchy, reference patches, the images whose gAP trees pass through it) and per test "
+                 "image (its gAP tree named by HINT, each concept's map), with a search box. It opens from disk."},
         {"title": "Concept classifiers on held-out images", "image": "hierarchy.png",
          "text": "Scored on the regions of the 20 % of training images held out from the classifiers. F1 and average "
                  "precision depend on the share of background regions among the negatives (more background rows, "

@@ -21,7 +21,8 @@ from tqdm.auto import tqdm
 
 from ..core.checks import check_finite, check_fraction, check_number, check_positive_int
 
-__all__ = ["ConceptClassifier", "fit_concept_classifiers", "f1_score", "IGNORE", "HELD_OUT_SCORES"]
+__all__ = ["ConceptClassifier", "fit_concept_classifiers", "f1_score", "held_out_intervals", "weighted_f1",
+           "weighted_roc_auc", "IGNORE", "HELD_OUT_SCORES"]
 
 #: Target value marking a row that is neither positive nor negative for a concept.
 IGNORE = -1
@@ -234,6 +235,72 @@ def _score_holdout(classifiers, features: Tensor, targets: Tensor, held_rows: Te
         for i, k in enumerate(members.tolist()):
             for name, values in figures.items():
                 setattr(classifiers[k], name, float(np.atleast_1d(values)[i]))  # one column: a float
+
+
+def weighted_f1(logits: Tensor, truth: Tensor, weights: Tensor) -> Tensor:
+    """F1 at threshold 0 of N scored rows under R weightings (R x N row weights); R values."""
+    predicted, truth = (logits > 0).double(), truth.double()
+    weights = weights.double()
+    tp = weights @ (predicted * truth)
+    wrong = weights @ (predicted * (1 - truth)) + weights @ ((1 - predicted) * truth)
+    return torch.where(2 * tp + wrong > 0, 2 * tp / (2 * tp + wrong), torch.full_like(tp, float("nan")))
+
+
+def weighted_roc_auc(logits: Tensor, truth: Tensor, weights: Tensor) -> Tensor:
+    """ROC-AUC of N scored rows under R weightings (R x N row weights); R values.
+
+    The probability that a positive outscores a negative (ties count half),
+    with every row counted as often as its weight: integer weights equal
+    scikit-learn's AUC on the rows repeated that often.
+    """
+    values, group = torch.unique(logits.double(), return_inverse=True)
+    weights, truth = weights.double(), truth.bool()
+    negative = torch.zeros(len(weights), len(values), dtype=torch.float64)
+    negative.index_add_(1, group[~truth], weights[:, ~truth])
+    below = negative.cumsum(1) - negative  # negative weight strictly below each distinct score
+    wins = (weights[:, truth] * (below[:, group[truth]] + negative[:, group[truth]] / 2)).sum(1)
+    pairs = weights[:, truth].sum(1) * weights[:, ~truth].sum(1)
+    return torch.where(pairs > 0, wins / pairs, torch.full_like(wins, float("nan")))
+
+
+def held_out_intervals(classifiers: Sequence["ConceptClassifier"], features: Tensor, targets: Tensor, groups: Tensor,
+                       holdout: float, split_seed: int, seed: int = 0, rounds: int = 2000) -> List[Dict[str, tuple]]:
+    """Held-out F1 and ROC-AUC of each classifier with 95 % bootstrap intervals over held-out images.
+
+    The held-out images are those :func:`fit_concept_classifiers` held out
+    (the same ``groups``, ``holdout`` and ``split_seed`` redraw its split);
+    each resample draws held-out images with replacement (seed ``seed``),
+    all their rows with them.
+
+    Returns:
+        Per classifier ``{"f1": (value, low, high), "roc_auc": (value, low, high)}``;
+        NaN throughout when nothing was held out.
+    """
+    from ..evaluation.statistics import bootstrap_weights
+
+    held = _holdout_rows(len(features), groups, holdout, torch.Generator().manual_seed(split_seed))
+    nothing = {"f1": (float("nan"),) * 3, "roc_auc": (float("nan"),) * 3}
+    if not held.any():
+        return [dict(nothing) for _ in classifiers]
+    images, image_of_row = torch.unique(groups[held], return_inverse=True)
+    draws = torch.cat([torch.ones(1, len(images)), bootstrap_weights(len(images), seed, rounds)])
+    coef = torch.stack([c.coef_ for c in classifiers], 1).float()
+    intercept = torch.stack([c.intercept_ for c in classifiers]).float()
+    logits = features[held].float() @ coef + intercept
+    actual = targets[held]
+    out = []
+    for k in range(len(classifiers)):
+        scored = actual[:, k] != IGNORE
+        truth, score = actual[scored, k] == 1, logits[scored, k]
+        figures = {}
+        for name, statistic in (("f1", weighted_f1), ("roc_auc", weighted_roc_auc)):
+            values = torch.cat([statistic(score, truth, block[:, image_of_row[scored]])
+                                for block in draws.split(256)]).numpy()  # 256 resamples at a time bound memory
+            finite = values[1:][~np.isnan(values[1:])]
+            low, high = (np.percentile(finite, [2.5, 97.5]) if finite.size else (float("nan"),) * 2)
+            figures[name] = (float(values[0]), float(low), float(high))
+        out.append(figures)
+    return out
 
 
 class ConceptClassifier(Classifier):

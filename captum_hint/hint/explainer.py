@@ -27,7 +27,7 @@ from ..concepts.hierarchy import ConceptHierarchy
 from ..concepts.scores import check_concept_score
 from ..core.checks import check_finite, check_fraction, check_number, check_positive_int, check_tensor
 from ..core.model_state import evaluation_mode, model_device
-from .classifiers import HELD_OUT_SCORES, ConceptClassifier, fit_concept_classifiers
+from .classifiers import HELD_OUT_SCORES, ConceptClassifier, fit_concept_classifiers, held_out_intervals
 from .collection import REGION_RULES, check_label_source, stream_regions
 from .distributed import broadcast_from_rank0, rank_and_world
 from .regions import Aggregation, RegionBank, training_targets
@@ -372,6 +372,21 @@ class HINT:
         self._check_fitted()
         return {c.concept: {name.rstrip("_"): getattr(c, name, float("nan")) for name in HELD_OUT_SCORES}
                 for c in self.classifiers_}
+
+    def held_out_intervals(self, seed: int = 0, rounds: int = 2000) -> Dict[str, Dict[str, Tuple[float, float, float]]]:
+        """Per concept: held-out F1 and ROC-AUC as ``(value, low, high)``, a 95 % bootstrap over held-out images.
+
+        The values equal :meth:`held_out_scores`' (the same held-out images,
+        redrawn from the fit's seed); ``seed`` seeds the resampling only.
+        """
+        self._check_fitted()
+        check_positive_int("rounds", rounds)
+        check_positive_int("seed", seed, minimum=0)
+        vectors, targets, images = self._training_data()
+        settings = {"holdout": 0.2, "seed": self.seed, **self.classifier_kwargs}
+        intervals = held_out_intervals(self.classifiers_, vectors, targets, images, settings["holdout"],
+                                       settings["seed"], seed, rounds)
+        return dict(zip(self.concepts, intervals))
 
     def top_neurons(self, concept: str, n: int = 10):
         """The ``n`` neurons with the highest score for ``concept`` (``torch.topk`` result)."""

@@ -62,6 +62,42 @@ def test_demo_writes_a_complete_report(demo_report):
     assert len((demo_report / "scores.csv").read_text().splitlines()) == 1 + 112
 
 
+def test_the_demos_explorer_site_draws_every_page_in_chromium(demo_report):
+    from site_check import crawl, start_chromium
+
+    assert "site/index.html" in (demo_report / "index.html").read_text()
+    driver = start_chromium()
+    try:
+        visited, problems = crawl(driver, demo_report / "site" / "index.html")
+    finally:
+        driver.quit()
+    concepts = json.loads((demo_report / "metrics.json").read_text())["concepts"]
+    assert problems == [] and len(visited) == 1 + len(concepts) + 112 + 8  # index, concepts, neurons, test scenes
+
+
+def test_explore_writes_a_site_of_a_saved_hint(demo_report, tmp_path):
+    from site_check import read_data
+
+    out = tmp_path / "site"
+    assert main(["explore", "--hint", str(demo_report / "hint"), "--images", "3", "--train-scenes", "8",
+                 "--afi", "bird", "--afi-iterations", "2", "--out", str(out)]) == 0
+    site = read_data(out / "data" / "site.js")
+    assert site["systems"] == ["HINT", "AfI"] and site["neurons"] == 112 and len(site["image_names"]) == 3
+    assert any(note.startswith("SeVec left out: '_blocks.10' gives negative values") for note in site["notes"])
+    assert len(list((out / "data" / "neurons").iterdir())) == 112
+    bird = read_data(out / "data" / "concepts" / "bird.n.01.js")
+    assert len(bird["top"]["AfI"]) == 10 and read_data(out / "data" / "concepts" / "animal.n.01.js")["top"]["AfI"] is None
+    listed = {e["neuron"] for name in ("HINT", "AfI") for e in bird["top"][name]}
+    patches = {int(p.stem) for p in (out / "img" / "patches").iterdir()}
+    assert listed <= patches and len(patches) < 112  # only for neurons some page lists
+
+
+def test_explore_refuses_an_afi_concept_outside_the_hint(demo_report, tmp_path, capsys):
+    assert main(["explore", "--hint", str(demo_report / "hint"), "--images", "2", "--afi", "fish", "--no-sevec",
+                 "--out", str(tmp_path / "site")]) == 2
+    assert "afi_concepts: ['fish'] are not concepts of the HINT" in capsys.readouterr().err
+
+
 def test_evaluate_a_saved_hint(demo_report, tmp_path, capsys):
     assert main(["evaluate", "--hint", str(demo_report / "hint"), "--limit", "4", "--fractions", "0.2",
                  "--rankings", "shapley", "--concepts", "whole.n.02", "--out", str(tmp_path)]) == 0
@@ -89,6 +125,16 @@ def test_run_on_an_image_folder(tmp_path, photo_set):
     assert (out / "index.html").is_file() and (out / "hint" / "tensors.pt").is_file()
     assert json.loads((out / "metrics.json").read_text())["images"] == 9
     assert h.lookup("animal") == "animal.n.01"
+    # the explorer on the same folder: pages for 3 of its images, named by their files
+    site = tmp_path / "site"
+    assert main(["explore", "--hint", str(out / "hint"), "--data", str(tmp_path / "data"), "--images", "3",
+                 "--train-scenes", "6", "--afi", "--out", str(site)]) == 0
+    from site_check import read_data
+
+    data = read_data(site / "data" / "site.js")
+    assert data["image_names"] == ["0.png", "0.png", "0.png"] and data["systems"] == ["HINT"]
+    assert sorted(read_data(site / "data" / "images" / f"{i}.js")["labels"][0] for i in range(3)) == sorted(
+        h.label(w) for w in ("n02123045", "n02085620", "n07920052"))  # one image of each folder
 
 
 # ---------------------------------------------------------------- review defect 7
