@@ -25,7 +25,7 @@ $(STAMP): setup.py setup.cfg
 
 # The explorer site's browser tests drive Debian's chromium through its chromedriver: installed here when
 # missing (as root, or with sudo); elsewhere those tests are skipped, and fail under CI=true.
-APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver
+APT_INSTALL := env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver
 browser:
 	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; else SUDO=none; fi; \
