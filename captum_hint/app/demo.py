@@ -244,7 +244,8 @@ def run_demo(args) -> int:
     hits = [i for i, s in enumerate(test_samples) if predicted[i] in s["labels"].tolist()]
     shown = hits[:16] + [i for i in range(len(test_samples)) if i not in set(hits)][:24 - len(hits[:16])]
     explore_model(out / "site", spec, hint, [test_samples[i] for i in shown], train_samples[:128],
-                  afi_concepts=[c for c in ("bird.n.01",) if c in concepts], names=[f"test scene {i}" for i in shown],
+                  afi_concepts=[c for c in ("bird.n.01",) if c in concepts], afi_iterations=args.afi_iterations,
+                  names=[f"test scene {i}" for i in shown],
                   notes=[f"The images: {len(hits)} of the {len(test_samples)} test scenes are recognized (the model's "
                          f"top class is one of their objects); up to 16 of them are shown first, then others."],
                   seed=args.seed, progress=False)
