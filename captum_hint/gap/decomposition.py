@@ -192,8 +192,9 @@ class HierarchicalDecomposition:
         input_shape: C x H x W of the images (for finding the stages).
         nms_iou: channels whose masks overlap with IoU above this are merged (0.9 in the paper).
         map_threshold: a map's mask is ``A >= map_threshold * max A``.
-        max_decisions: (image, decision) rows propagated in one backward pass; bounds memory
-            whatever the number of images and of decisions per image.
+        max_decisions: (image, decision) rows propagated in one backward pass, and images
+            decomposed at once; bounds memory whatever the number of images and of decisions
+            per image.
         progress: show a tqdm bar over levels.
 
     Attributes:
@@ -283,6 +284,12 @@ class HierarchicalDecomposition:
         if min_share is not None:
             check_fraction("min_share", min_share)
         depth = len(self.layers) if depth is None else check_positive_int("depth", depth)
+        if len(images) > self.max_decisions:  # bounded memory: max_decisions images' trees at a time
+            targets = None if target is None else _per_sample_targets(target, len(images))
+            return [tree for start in range(0, len(images), self.max_decisions)
+                    for tree in self.decompose(images[start : start + self.max_decisions],
+                                               None if targets is None else targets[start : start + self.max_decisions],
+                                               top_k, min_share, depth)]
         with evaluation_mode(self.model, "HierarchicalDecomposition", "images"), torch.enable_grad():
             if target is None:
                 with torch.no_grad():

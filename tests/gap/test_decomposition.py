@@ -181,8 +181,14 @@ def test_blocks_bound_the_rows_per_pass_and_change_nothing(x):
             yield rows, decisions, maps
 
     narrow.propagated_blocks = counting
-    small = narrow.decompose(x, top_k=3)
+    batches = []
+    hook = net.features[0].register_forward_pre_hook(lambda module, inputs: batches.append(len(inputs[0])))
+    try:
+        small = narrow.decompose(x, top_k=3)
+    finally:
+        hook.remove()
     assert calls and max(calls) == 1  # one (image, decision) row per backward pass
+    assert len(x) > 1 and max(batches) == 1  # and one image per forward pass
     assert all(_close(a.to_dict(), b.to_dict()) for a, b in zip(wide, small))
 
 
