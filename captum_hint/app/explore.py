@@ -51,9 +51,11 @@ MAX_PATCH_SIDE = 96
 BLOCK = 32
 
 
-def slug(concept: str) -> str:
-    """A file-name-safe id of a concept (WordNet names such as ``dog.n.01`` pass unchanged)."""
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", concept)
+def slugs(concepts: Sequence[str]) -> Dict[str, str]:
+    """File-name-safe, distinct ids of concepts (WordNet names such as ``dog.n.01`` pass unchanged)."""
+    ids = {c: re.sub(r"[^A-Za-z0-9_.-]", "_", c) for c in concepts}
+    taken = list(ids.values())
+    return {c: i if taken.count(i) == 1 else f"{i}-{k}" for k, (c, i) in enumerate(ids.items())}
 
 
 def gap_layers_from(model, layer: str, input_shape: Sequence[int]) -> List[str]:
@@ -86,7 +88,7 @@ def _nearest_fitted(hierarchy, concepts: Sequence[str]) -> Dict[str, List[str]]:
     return parents
 
 
-def _top_lists(weights: Tensor, n: int) -> Dict[str, list]:
+def _top_lists(weights: Tensor, n: int) -> List[List[dict]]:
     """Per column of D x K ``weights``: its top-``n`` rows as {"neuron", "value"} (descending)."""
     top = torch.topk(weights, min(n, weights.shape[0]), dim=0)
     return [[{"neuron": int(i), "value": round(float(v), 5)} for v, i in zip(top.values[:, k], top.indices[:, k])]
@@ -243,7 +245,7 @@ def write_site(
     if outside:
         raise ValueError(f"labels: expected class indices in 0..{len(hierarchy.leaves) - 1}, got {outside}")
     names = list(names) if names is not None else [f"image {i}" for i in range(n_images)]
-    ids = {c: slug(c) for c in concepts}
+    ids = slugs(concepts)
     systems = {"HINT": hint.scores_.float()}
     sevec, afi = _sevec_weights(semantic_vectors, hint), _afi_weights(afi_importance, hint)
     if sevec is not None:

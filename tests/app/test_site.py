@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from captum_hint import HINT, ConceptHierarchy
 from captum_hint.afi import GlobalFeatureOccluder, channel_importance, feature_importance
-from captum_hint.app.explore import gap_layers_from, write_site
+from captum_hint.app.explore import gap_layers_from, slugs, write_site
 from captum_hint.gap import HierarchicalDecomposition
 from captum_hint.hint.classifiers import weighted_f1, weighted_roc_auc
 from captum_hint.sevec import SemanticVectors
@@ -159,6 +159,11 @@ def test_bad_arguments_are_named(fitted, tmp_path):
         write_site(tmp_path, hint, images, afi_importance={"animal": torch.ones(5)}, progress=False)
     with pytest.raises(ValueError, match="pixels: expected RGB values in \\[0, 1\\]"):
         write_site(tmp_path, hint, images, pixels=images, progress=False)
+
+
+def test_concept_ids_are_file_safe_and_distinct():
+    assert slugs(["dog.n.01", "a/b", "a_b", "c d"]) == {"dog.n.01": "dog.n.01", "a/b": "a_b-1", "a_b": "a_b-2",
+                                                        "c d": "c_d"}
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
