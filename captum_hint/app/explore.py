@@ -125,11 +125,10 @@ def _afi_weights(afi_importance: Optional[Mapping[str, Tensor]], hint) -> Option
     if unknown:
         raise ValueError(f"afi_importance: {unknown} are not concepts of the HINT ({hint.concepts})")
     for concept in hint.concepts:
-        weights = known.get(concept)
-        if weights is None:
-            columns.append(torch.full((width,), float("nan")))
+        if concept not in known:
+            columns.append(torch.full((width,), float("nan")))  # AfI not fitted for it
             continue
-        columns.append(check_tensor(f"afi_importance[{concept!r}]", weights, "float", (width,)).float())
+        columns.append(check_tensor(f"afi_importance[{concept!r}]", known[concept], "float", (width,)).float())
     return torch.stack(columns, 1)
 
 

@@ -26,6 +26,7 @@ from captum_hint.attr import (LayerActivationPropagation, LayerFeatureOcclusion,
                               LayerSmoothGrad, SemanticGradientXInput, SemanticGuidedBackprop, SharedPassSaliency,
                               occlude, semantic_mask)
 from captum_hint import HINT, ConceptHierarchy
+from captum_hint.app.explore import write_site
 from captum_hint.gap import HierarchicalDecomposition, load_tree, select_children
 from captum_hint.gap.diagnostics import ablation_contributions
 from captum_hint.hint.regions import RegionBank
@@ -154,6 +155,13 @@ def _written(text, name):
     return folder / name
 
 
+def _folder():
+    """A fresh output folder per example (a refused call must write nothing there)."""
+    import tempfile
+
+    return tempfile.mkdtemp(prefix="captum_hint_site_")
+
+
 def _targets_for(images):
     n = len(images) if isinstance(images, torch.Tensor) and images.dim() else 2
     return [[0]] * n
@@ -251,6 +259,21 @@ ENTRY_POINTS = {
     "HINT.localize top_fraction": (lambda bad: FITTED_HINT.localize(X, "a", top_fraction=bad), ("top_fraction",),
                                    BAD_FRACTIONS),
     "HINT.layer_features images": (lambda bad: FITTED_HINT.layer_features(bad), ("images",), BAD_IMAGES),
+    "write_site images": (lambda bad: write_site(_folder(), FITTED_HINT, bad, progress=False), ("images",),
+                          BAD_IMAGES),
+    "write_site labels": (
+        lambda bad: write_site(_folder(), FITTED_HINT, X, bad, progress=False), ("labels",),
+        st.one_of(st.lists(st.lists(st.integers(0, 5), max_size=2), max_size=4).filter(lambda rows: len(rows) != 2),
+                  st.lists(st.lists(st.integers(6, 10**6) | st.integers(max_value=-1), min_size=1, max_size=2),
+                           min_size=2, max_size=2))),
+    "write_site afi_importance": (
+        lambda bad: write_site(_folder(), FITTED_HINT, X, afi_importance={"a": bad}, progress=False),
+        ("afi_importance",),
+        st.one_of(st.sampled_from([math.nan, math.inf, -math.inf]).map(lambda v: _tensor_with(v, (5,))),
+                  st.integers(1, 12).filter(lambda n: n != 5).map(torch.ones), st.just(torch.ones(5, 2)),
+                  st.sampled_from([None, "v", 1.0]))),
+    "write_site top_n": (lambda bad: write_site(_folder(), FITTED_HINT, X, top_n=bad, progress=False), ("top_n",),
+                         BAD_COUNTS),
     "SemanticVectors.similarity images": (lambda bad: FITTED_SEVEC.similarity(bad), ("images", "inputs"),
                                           BAD_IMAGES),
     "SemanticVectors.fit dataloader": (
