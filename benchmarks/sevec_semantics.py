@@ -17,7 +17,9 @@
    vector and the concept classifier's coefficients, and the overlap of the
    top-20 units.
 
-Usage: ``python benchmarks/sevec_semantics.py [--train-scenes 192] [--test-scenes 64] [--out sevec-benchmark.json]``
+Usage: ``python benchmarks/sevec_semantics.py [--train-scenes 192] [--test-scenes 64] [--out sevec-benchmark.json]
+[--recognized] [--pointing-only]``; ``--recognized`` keeps the (image, object) pairs whose image the model
+classifies under the object's concept (the paper's correctly classified images).
 """
 
 from __future__ import annotations
@@ -62,6 +64,10 @@ def main() -> None:
     parser.add_argument("--test-scenes", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="sevec-benchmark.json")
+    parser.add_argument("--recognized", action="store_true",
+                        help="play the pointing game only on (image, object) pairs whose image the model classifies "
+                             "under the object's concept (top-1), as the paper's correctly classified images")
+    parser.add_argument("--pointing-only", action="store_true", help="stop after the pointing game (part 1)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     spec = load_model("efficientnet-lite0")
@@ -88,6 +94,14 @@ def main() -> None:
     pairs = [(i, j, most_specific(hierarchy, concepts, int(label)))
              for i, sample in enumerate(test) for j, label in enumerate(sample["labels"].tolist())]
     pairs = [(i, j, c) for i, j, c in pairs if c is not None]
+    if args.recognized:
+        with torch.no_grad():
+            predicted = torch.cat([model(torch.stack([s["image"] for s in test[k : k + 32]]))
+                                   for k in range(0, len(test), 32)]).argmax(1).tolist()
+        all_pairs = len(pairs)
+        pairs = [(i, j, c) for i, j, c in pairs if predicted[i] in hierarchy.leaves_under(c)]
+        report["recognized_pairs"] = {"kept": len(pairs), "of": all_pairs}
+        print(f"pairs whose image the model classifies under the object's concept: {len(pairs)} of {all_pairs}")
     images = torch.stack([test[i]["image"] for i, _, _ in pairs])
     boxes = [test[i]["boxes"][j : j + 1] for i, j, _ in pairs]
     targets = [set(hierarchy.leaves_under(c)) for _, _, c in pairs]
@@ -132,6 +146,10 @@ def main() -> None:
                                         f"{d['difference'][2]:+.3f}]" for m, d in
                                         zip(ENERGIES, differences[-len(ENERGIES):]) if m in (0.01, 0.3, 0.7)))
     report["pointing_game_differences"] = differences
+    if args.pointing_only:
+        with open(args.out, "w", encoding="utf-8") as handle:
+            json.dump(report, handle, indent=1)
+        return
 
     # 2. Table 1 on the test pairs (each image's concept of one object)
     first = {}
