@@ -35,7 +35,7 @@ from captum_hint.afi import (
     feature_importance,
     gradient_importance,
 )
-from captum_hint.app.cli import concept_scenes
+from captum_hint.datasets import concept_scenes
 from captum_hint.attr import occlude
 from captum_hint.concepts import ConceptHierarchy
 from captum_hint.datasets import load_model

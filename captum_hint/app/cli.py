@@ -304,18 +304,6 @@ def sevec(args) -> int:
     return 0
 
 
-def concept_scenes(hierarchy, concept: str, n: int, seed: int, exclude: bool = False):
-    """Single-object stamp scenes of the stamps whose object is under ``concept`` (or, with
-    ``exclude``, of all the others): ``n`` scenes on random backgrounds, scales and positions."""
-    from ..datasets import StampScenes, stamp_table
-
-    leaves = set(hierarchy.leaves_under(concept))
-    paths = tuple(row["path"] for row in stamp_table() if (row["label"] in leaves) != exclude)
-    if not paths:
-        raise ValueError(f"--class: no stamp photo shows {concept}")
-    return list(StampScenes("train", n, objects=(1, 1), seed=seed, categories=paths, test_fraction=0.0))
-
-
 def afi(args) -> int:
     """AfI for one class or concept on stamp scenes: occluder, importance maps, concepts, class impression."""
     import matplotlib.pyplot as plt
@@ -325,7 +313,7 @@ def afi(args) -> int:
                        feature_importance, meta_detector)
     from ..attr import occlude
     from ..concepts import ConceptHierarchy
-    from ..datasets import load_model
+    from ..datasets import concept_scenes, load_model
     from ..evaluation import normalize_maps
     from .plotting import to_hwc
     from .report import plot_overlays, write_report
@@ -335,7 +323,8 @@ def afi(args) -> int:
     leaves = set(hierarchy.leaves_under(concept))
     probes = [hierarchy.lookup(c) for c in args.probe_concepts]
     spec = load_model(args.model, None if args.weights == "none" else args.weights)
-    images = torch.stack([s["image"] for s in concept_scenes(hierarchy, concept, args.scenes, args.seed)])
+    images = torch.stack([s["image"] for s in concept_scenes(hierarchy, concept, args.scenes, args.seed,
+                                                                  argument="--class")])
     occluder = GlobalFeatureOccluder(spec.model, lam=args.lam, lr=args.lr, max_iterations=args.iterations,
                                      mean=spec.mean, std=spec.std, seed=args.seed).fit(images, leaves)
     _say(f"occluder: {occluder.n_used_} images used ({occluder.n_dropped_} dropped: not classified as "

@@ -394,10 +394,9 @@ def explore_model(out: Union[str, Path], spec, hint, samples: Sequence[dict], tr
     from torch.utils.data import DataLoader
 
     from ..afi import GlobalFeatureOccluder, channel_importance, feature_importance
-    from ..datasets import collate_samples
+    from ..datasets import collate_samples, concept_scenes
     from ..gap import HierarchicalDecomposition
     from ..sevec import SemanticVectors
-    from .cli import concept_scenes
 
     unknown = [c for c in afi_concepts if hint.hierarchy.lookup(c) not in hint.concepts]
     if unknown:
@@ -422,7 +421,8 @@ def explore_model(out: Union[str, Path], spec, hint, samples: Sequence[dict], tr
     for concept in afi_concepts:
         concept = hint.hierarchy.lookup(concept)
         leaves = set(hint.hierarchy.leaves_under(concept))
-        scenes = torch.stack([s["image"] for s in concept_scenes(hint.hierarchy, concept, afi_scenes, seed)])
+        scenes = torch.stack([s["image"] for s in concept_scenes(hint.hierarchy, concept, afi_scenes, seed,
+                                                                   argument="afi_concepts")])
         occluder = GlobalFeatureOccluder(hint.model, max_iterations=afi_iterations, mean=spec.mean, std=spec.std,
                                          seed=seed, progress=progress).fit(scenes, leaves)
         with evaluation_mode(hint.model, "explore_model", "samples"), torch.no_grad():

@@ -9,7 +9,7 @@ from .planted import (PLANTED_CLASSES, PlantedConceptNet, PlantedModel, PlantedS
                       planted_hierarchy, train_planted_model)
 from .readers import CUB200, VOC2007, VOC_CONCEPTS, ImageNetBoxes, WnidImageFolder
 from .samples import collate_samples, concept_cells, object_classes
-from .stamps import DISTRACTOR_CATEGORIES, RECOGNIZED_SCENES, StampScenes, fetch_stamps, stamp_table
+from .stamps import DISTRACTOR_CATEGORIES, RECOGNIZED_SCENES, StampScenes, concept_scenes, fetch_stamps, stamp_table
 
 __all__ = [
     "CUB200",
@@ -29,6 +29,7 @@ __all__ = [
     "WnidImageFolder",
     "check_planted_truth",
     "collate_samples",
+    "concept_scenes",
     "constructed_planted_model",
     "fetch_stamps",
     "load_model",

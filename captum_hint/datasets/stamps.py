@@ -27,7 +27,8 @@ from ..core.boxes import masks_to_boxes
 from ..core.checks import check_number
 from .samples import MEAN, STD, to_input
 
-__all__ = ["StampScenes", "fetch_stamps", "stamp_table", "DISTRACTOR_CATEGORIES", "RECOGNIZED_SCENES"]
+__all__ = ["StampScenes", "concept_scenes", "fetch_stamps", "stamp_table", "DISTRACTOR_CATEGORIES",
+           "RECOGNIZED_SCENES"]
 
 STAMP_PACKAGE = "tuxpaint-stamps-default"
 #: Stamp folders outside the animal and vehicle concepts: food, plants, tools, dishes, instruments, balls.
@@ -268,3 +269,17 @@ class StampScenes(Dataset):
             "masks": masks,
             "labels": labels,
         }
+
+
+def concept_scenes(hierarchy, concept: str, n: int, seed: int, exclude: bool = False, argument: str = "concept"):
+    """Single-object stamp scenes of the stamps whose object is under ``concept`` (or, with
+    ``exclude``, of all the others): ``n`` scenes on random backgrounds, scales and positions.
+
+    Raises:
+        ValueError: no stamp photo is under ``concept`` (the error names ``argument``).
+    """
+    leaves = set(hierarchy.leaves_under(concept))
+    paths = tuple(row["path"] for row in stamp_table() if (row["label"] in leaves) != exclude)
+    if not paths:
+        raise ValueError(f"{argument}: no stamp photo shows {concept}")
+    return list(StampScenes("train", n, objects=(1, 1), seed=seed, categories=paths, test_fraction=0.0))
