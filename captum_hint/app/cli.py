@@ -406,7 +406,7 @@ def explore(args) -> int:
         picked = range(0, len(folder), max(1, len(folder) // args.images))[:args.images]
         samples = [folder[i] for i in picked]
         names = [Path(folder.items[i][0]).name for i in picked]
-        train = [folder[i] for i in range(len(folder)) if i not in set(picked)][:args.train_scenes]
+        train = [folder[i] for i in sorted(set(range(len(folder))) - set(picked))[:args.train_scenes]]
     index = explore_model(Path(args.out), spec, hint, samples, train, sevec=not args.no_sevec,
                           afi_concepts=args.afi, afi_iterations=args.afi_iterations, gap_top_k=args.top_k,
                           names=names, seed=args.seed)

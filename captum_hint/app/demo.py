@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..datasets.stamps import DISTRACTOR_CATEGORIES
+from .cli import _say
 
 DEMO_CONCEPTS = ["whole.n.02", "animal.n.01", "vertebrate.n.01", "mammal.n.01", "bird.n.01",
                  "invertebrate.n.01", "artifact.n.01"]
@@ -26,10 +27,6 @@ DEMO_SCENES = {"categories": ("animals", "vehicles"), "distractors": DISTRACTOR_
 PER_CONCEPT_METRICS = ("maxboxacc_v2", "pxap", "pointing_15px", "off_target_mass")
 TABLE_METRICS = ["maxboxacc", "maxboxacc_v2", "pxap", "pointing_15px", "pointing_strict", "energy_pointing",
                  "hint_pointing", "hint_iou", "loc_acc", "off_target_mass", "mask_area"]
-
-
-def _say(message: str) -> None:
-    print(f"[captum-hint] {message}", flush=True)
 
 
 def _interval(row: Dict, key: str) -> str:
@@ -242,7 +239,7 @@ def run_demo(args) -> int:
         predicted = torch.cat([spec.model(batch) for batch in
                                torch.stack([s["image"] for s in test_samples]).split(32)]).argmax(1).tolist()
     hits = [i for i, s in enumerate(test_samples) if predicted[i] in s["labels"].tolist()]
-    shown = hits[:16] + [i for i in range(len(test_samples)) if i not in set(hits)][:24 - len(hits[:16])]
+    shown = hits[:16] + sorted(set(range(len(test_samples))) - set(hits))[:24 - len(hits[:16])]
     explore_model(out / "site", spec, hint, [test_samples[i] for i in shown], train_samples[:128],
                   afi_concepts=[c for c in ("bird.n.01",) if c in concepts], afi_iterations=args.afi_iterations,
                   names=[f"test scene {i}" for i in shown],

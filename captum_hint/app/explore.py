@@ -35,6 +35,7 @@ from ..core.model_state import evaluation_mode
 from ..core.stages import forward_order, stage_layers
 from ..gap import EvidenceNode, label_with_concepts
 from ..hint.reference_patches import top_activating_patches
+from .cli import _say
 
 __all__ = ["write_site", "explore_model", "gap_layers_from", "SITE_PAGES", "SITE_ASSETS"]
 
@@ -259,11 +260,11 @@ def write_site(
     hint.fit_localizers([(c, top_fraction, "shapley") for c in concepts])  # all in one training pass
     with evaluation_mode(hint.model, "write_site", "images"), torch.no_grad():
         for block in tqdm(images.split(BLOCK), desc="concept maps", disable=not progress):
-            features = hint.layer_features(block)
+            logits, features = hint.logits_and_features(block)  # one forward pass for both
             size = tuple(features.shape[-2:])
             maps.append(torch.cat([hint.localize(block, c, top_fraction, size=size, features=features)
                                    for c in concepts], 1).cpu())
-            predicted.append(torch.softmax(hint.model(block.to(hint.device)).float(), 1).max(1))
+            predicted.append(torch.softmax(logits.float(), 1).max(1))
     maps = torch.cat(maps)  # N x K x h x w
     probability = torch.cat([p.values for p in predicted]).cpu()
     prediction = torch.cat([p.indices for p in predicted]).cpu()
@@ -371,10 +372,6 @@ def write_site(
             "decision": None if trees is None else _decision_name(trees[i], hierarchy),
         })
     return out / "index.html"
-
-
-def _say(message: str) -> None:
-    print(f"[captum-hint] {message}", flush=True)
 
 
 def explore_model(out: Union[str, Path], spec, hint, samples: Sequence[dict], train_samples: Sequence[dict] = (), *,

@@ -22,10 +22,12 @@ from tqdm.auto import tqdm
 from ..core.checks import check_finite, check_fraction, check_number, check_positive_int
 
 __all__ = ["ConceptClassifier", "fit_concept_classifiers", "f1_score", "held_out_intervals", "weighted_f1",
-           "weighted_roc_auc", "IGNORE", "HELD_OUT_SCORES"]
+           "weighted_roc_auc", "IGNORE", "HELD_OUT_SCORES", "HOLDOUT"]
 
 #: Target value marking a row that is neither positive nor negative for a concept.
 IGNORE = -1
+#: Share of the images held out for the classifiers' held-out scores, by default.
+HOLDOUT = 0.2
 #: The held-out scores every fitted classifier carries.
 HELD_OUT_SCORES = ("f1_", "roc_auc_", "average_precision_", "balanced_accuracy_")
 
@@ -61,7 +63,7 @@ def fit_concept_classifiers(
     batch_size: int = 2048,
     lr: float = 0.05,
     weight_decay: float = 1e-4,
-    holdout: float = 0.2,
+    holdout: float = HOLDOUT,
     seed: int = 0,
     device=None,
     progress: bool = False,
@@ -322,7 +324,7 @@ class ConceptClassifier(Classifier):
         batch_size: int = 2048,
         lr: float = 0.05,
         weight_decay: float = 1e-4,
-        holdout: float = 0.2,
+        holdout: float = HOLDOUT,
         seed: int = 0,
         device=None,
     ) -> None:

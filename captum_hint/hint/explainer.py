@@ -27,7 +27,7 @@ from ..concepts.hierarchy import ConceptHierarchy
 from ..concepts.scores import check_concept_score
 from ..core.checks import check_finite, check_fraction, check_number, check_positive_int, check_tensor
 from ..core.model_state import evaluation_mode, model_device
-from .classifiers import HELD_OUT_SCORES, ConceptClassifier, fit_concept_classifiers, held_out_intervals
+from .classifiers import HELD_OUT_SCORES, HOLDOUT, ConceptClassifier, fit_concept_classifiers, held_out_intervals
 from .collection import REGION_RULES, check_label_source, stream_regions
 from .distributed import broadcast_from_rank0, rank_and_world
 from .regions import Aggregation, RegionBank, training_targets
@@ -383,7 +383,7 @@ class HINT:
         check_positive_int("rounds", rounds)
         check_positive_int("seed", seed, minimum=0)
         vectors, targets, images = self._training_data()
-        settings = {"holdout": 0.2, "seed": self.seed, **self.classifier_kwargs}
+        settings = {"holdout": HOLDOUT, "seed": self.seed, **self.classifier_kwargs}
         intervals = held_out_intervals(self.classifiers_, vectors, targets, images, settings["holdout"],
                                        settings["seed"], seed, rounds)
         return dict(zip(self.concepts, intervals))
@@ -526,9 +526,13 @@ class HINT:
 
     def layer_features(self, images: Tensor) -> Tensor:
         """The layer output (N x D x h x w) for a batch of images, without gradients."""
+        return self.logits_and_features(images)[1]
+
+    def logits_and_features(self, images: Tensor) -> Tuple[Tensor, Tensor]:
+        """(logits N x C, layer output N x D x h x w) of a batch of images from one forward pass, without gradients."""
         check_image_batch(images, "images")
         with evaluation_mode(self.model, "HINT", "images"):
-            return self._forward_with_features(images.to(self.device))[1]
+            return self._forward_with_features(images.to(self.device))
 
     # ------------------------------------------------------------------ persistence
     def _config(self) -> Dict[str, Any]:

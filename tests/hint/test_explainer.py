@@ -553,3 +553,17 @@ def test_shapley_values_recompute_the_fit_and_the_papers_retraining_variant(smal
     assert not torch.equal(retrained, hint.scores_)
     with pytest.raises(ValueError, match="shapley_kwargs: 'training_data' are set by HINT"):
         hint.shapley_values(retrain=True, training_data=None)
+
+
+def test_logits_and_features_come_from_one_forward_pass(small_fit):
+    hint, images = small_fit
+    calls = []
+    handle = hint.model.register_forward_pre_hook(lambda module, inputs: calls.append(len(inputs[0])))
+    try:
+        logits, features = hint.logits_and_features(images[:4])
+    finally:
+        handle.remove()
+    assert calls == [4]
+    with torch.no_grad():
+        assert torch.allclose(logits, hint.model(images[:4]))
+    assert torch.equal(features, hint.layer_features(images[:4])) and features.shape == (4, 5, 8, 8)
