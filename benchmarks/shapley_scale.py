@@ -15,10 +15,11 @@ before issue 20 (argsort-drawn orders; gather, cumsum, cat, sigmoid, diff and
 scatter each on a new P x R x K x C tensor; sums over the permutations), the
 tensor path (one buffer updated in place, the baseline's logit folded into the
 cumulative sum; the squares summed over regions too; what a GPU runs) and the
-compiled walk a CPU runs (each gain added to its neuron's sum and square as
-the walk goes: no P x R x C x K tensor at all). Both draw their orders with
-the compiled Fisher-Yates; numpy's ``Generator.permuted``, which drew them
-before, is timed beside it.
+compiled walk a CPU runs (each order drawn with the compiled Fisher-Yates as
+the walk goes, each gain added to its neuron's sum and square: no P x R x C x
+K tensor at all), alone and per block of a group of blocks whose walks the
+threads share out (what ``attribute`` runs at this size). numpy's
+``Generator.permuted``, which drew the orders before, is timed beside it.
 
     .venv/bin/python benchmarks/shapley_scale.py [scale|antithetic|passes|all] [--regions 2000 20000]
 """
@@ -33,7 +34,7 @@ import numpy as np
 import torch
 
 from captum_hint.hint.classifiers import ConceptClassifier
-from captum_hint.hint.shapley import NeuronConceptShapley, exact_shapley
+from captum_hint.hint.shapley import NeuronConceptShapley, _shuffled_orders, exact_shapley
 
 
 def classifiers(n_neurons, n_concepts, generator, scale=1.0):
@@ -84,7 +85,8 @@ def passes(repeats=5):
     coef, intercept = torch.stack([c.coef_ for c in made]), torch.stack([c.intercept_ for c in made])
     region = torch.randn(1, n_neurons, generator=generator).relu_()
     pool = torch.randn(4096, n_neurons, generator=generator).relu_()
-    baselines = pool[torch.randint(4096, (n_perm, 1), generator=generator)]
+    seeds, rows = shapley._draw(n_perm, 1, len(pool), generator)
+    baselines = pool[rows]
     times = {}
 
     def step(name, function):
@@ -111,15 +113,25 @@ def passes(repeats=5):
     shuffler = np.random.Generator(np.random.PCG64(0))
     step("numpy draw (Generator.permuted)", lambda: shuffler.permuted(np.broadcast_to(np.arange(n_neurons), (n_perm, 1, n_neurons)), axis=-1))
     # tensors: NeuronConceptShapley's draw and tensor fast path (the GPU's; the CPU's until the compiled walk)
-    orders, _ = step("tensors: draw (compiled Fisher-Yates)", lambda: shapley._draw(n_perm, 1, n_neurons, 0, generator))
+    orders = torch.from_numpy(step("tensors: draw (compiled Fisher-Yates)", lambda: _shuffled_orders(seeds, 1, n_neurons)))
     gains = step("tensors: contributions, in place", lambda: shapley._contributions_fast(region, baselines, orders))
     index = orders[..., None].expand_as(gains)
     neuron_order = step("tensors: scatter to neuron order", lambda: torch.empty_like(gains).scatter_(2, index, gains))
     step("tensors: sum + squares over permutations", lambda: (neuron_order.sum(0), neuron_order.square().sum((0, 1))))
-    # compiled: the same draw, then one walk that sums each gain and its square as it goes
-    times["compiled: draw (compiled Fisher-Yates)"] = times["tensors: draw (compiled Fisher-Yates)"]
-    step("compiled: walk, sums and squares", lambda: shapley._gain_sums_compiled(region, baselines, orders, False))
-    totals = {variant: sum(v for k, v in times.items() if k.startswith(variant)) for variant in ("old", "tensors", "compiled")}
+    # compiled: one walk that draws each order as it goes and sums each gain and its square
+    logits = pool @ coef.T + intercept
+    step("compiled: draw, walk, sums and squares", lambda: shapley._gain_sums_compiled(
+        region, [1], pool, logits, seeds[None], rows, False))
+    # a group of one-region blocks, as attribute() passes them at this size: the threads share out the blocks
+    group = 16
+    group_regions = torch.randn(group, n_neurons, generator=generator).relu_()
+    group_seeds = np.stack([shapley._draw(n_perm, 1, 0, generator)[0] for _ in range(group)])
+    group_rows = torch.randint(len(pool), (n_perm, group), generator=generator)
+    step(f"group of {group} blocks: per block", lambda: shapley._gain_sums_compiled(
+        group_regions, [1] * group, pool, logits, group_seeds, group_rows, False))
+    times[f"group of {group} blocks: per block"] /= group
+    totals = {variant: sum(v for k, v in times.items() if k.startswith(variant))
+              for variant in ("old", "tensors", "compiled", "group")}
     # the tensor path as it was before the compiled draw
     totals["tensors, numpy draw"] = (totals["tensors"] - times["tensors: draw (compiled Fisher-Yates)"]
                                      + times["numpy draw (Generator.permuted)"])

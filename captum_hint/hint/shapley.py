@@ -17,9 +17,10 @@ Paths:
 * fast (linear classifiers): walking a permutation adds ``alpha_d (r_d - r~_d)``
   to the logit, so all prefixes of a permutation come from one cumulative sum:
   ``O(C)`` per permutation and region. On a CPU one compiled walk (numba)
-  adds each gain to its neuron's sums as it goes, the permutations split over
-  threads; elsewhere (a GPU) the same sums come from tensor operations over
-  permutations, regions and concepts;
+  draws each order and adds each gain to its neuron's sums as it goes, over a
+  group of region blocks that torch's threads share out (or one block's
+  permutations); elsewhere (a GPU) the same sums come from tensor operations
+  over permutations, regions and concepts;
 * naive (any classifier callable, or ``fast=False``): re-evaluates the
   classifier on every prefix coalition, ``O(C^2)``;
 * ``retrain=True`` (the paper's variant): for each permutation, one classifier
@@ -63,33 +64,39 @@ def _splitmix64(state):
     return state, bits ^ (bits >> _U64(31))
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _shuffle(order, state):
+    """Fill ``order`` with a uniformly random order of ``range(len(order))``; returns the generator's next state.
+
+    Fisher-Yates; the index of each swap is Lemire's unbiased bounded draw.
+    About 4 ns an element here, where numpy's ``Generator.permuted`` over the
+    last axis takes about 30.
+    """
+    for i in range(order.shape[0]):
+        order[i] = i
+    low = _U64(0xFFFFFFFF)
+    for i in range(order.shape[0] - 1, 0, -1):
+        bound = _U64(i + 1)
+        state, bits = _splitmix64(state)
+        product = (bits >> _U64(32)) * bound  # its top 32 bits are the draw
+        if (product & low) < bound:  # rejection keeps the draw exactly uniform
+            threshold = (_U64(0x100000000) - bound) % bound
+            while (product & low) < threshold:
+                state, bits = _splitmix64(state)
+                product = (bits >> _U64(32)) * bound
+        j = product >> _U64(32)
+        order[i], order[j] = order[j], order[i]
+    return state
+
+
 @numba.njit(cache=True, nogil=True)
 def _shuffled_orders(seeds, n_regions, n_neurons):
-    """P x R x C uniformly random orders of ``range(C)``: Fisher-Yates, permutation p's from ``seeds[p]``.
-
-    The index of each swap is Lemire's unbiased bounded draw. About 4 ns an
-    element here, where numpy's ``Generator.permuted`` over the last axis
-    takes about 30.
-    """
+    """P x R x C random orders of ``range(C)``: permutation p's, region after region, from ``seeds[p]`` (:func:`_shuffle`)."""
     orders = np.empty((len(seeds), n_regions, n_neurons), np.int64)
-    low = _U64(0xFFFFFFFF)
     for p in range(len(seeds)):
         state = _U64(seeds[p])
         for r in range(n_regions):
-            order = orders[p, r]
-            for i in range(n_neurons):
-                order[i] = i
-            for i in range(n_neurons - 1, 0, -1):
-                bound = _U64(i + 1)
-                state, bits = _splitmix64(state)
-                product = (bits >> _U64(32)) * bound  # its top 32 bits are the draw
-                if (product & low) < bound:  # rejection keeps the draw exactly uniform
-                    threshold = (_U64(0x100000000) - bound) % bound
-                    while (product & low) < threshold:
-                        state, bits = _splitmix64(state)
-                        product = (bits >> _U64(32)) * bound
-                j = product >> _U64(32)
-                order[i], order[j] = order[j], order[i]
+            state = _shuffle(orders[p, r], state)
     return orders
 
 
@@ -120,57 +127,80 @@ def _sigmoid_float32(values, scratch):
         values[i] = _F32(1.0) / (_F32(1.0) + values[i] * two_to_n[i])
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def _walk_orders(moves, orders, coef_t, start, first, stop, antithetic, total, square):
-    """Add the gains of permutations ``first:stop`` to ``total`` (r x C x K) and their squares to ``square`` (C x K).
+@numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _prefix_values(walk, neuron_moves, coef_t, start, values, scratch, logit):
+    """The classifiers' outputs after each prefix of the order ``walk`` into ``values`` ((C + 1) x K, flat).
 
-    ``moves`` (P x r x C): each neuron's move from its baseline; ``orders``
-    (P x r x C); ``coef_t`` (C x K); ``start`` (P x r x K): the logits with
-    every neuron at its baseline; all float32. With ``antithetic`` each order
-    is walked forwards and backwards and a neuron's gain is the mean of the
-    two. The logit is summed in float64 and rounded to float32, as torch's
-    ``cumsum`` does, then goes through :func:`_sigmoid_float32`. (float64
-    inputs take the tensor path: a float64 variant of this kernel took
-    several seconds more to compile than it saved.)
+    ``neuron_moves`` (C): each neuron's move from its baseline; ``start`` (K):
+    the logits with every neuron at its baseline. The logit is summed in
+    float64 and rounded to float32, as torch's ``cumsum`` does, then goes
+    through :func:`_sigmoid_float32`.
     """
-    n_regions = moves.shape[1]
+    n_neurons, n_concepts = coef_t.shape
+    prefix = values.reshape((n_neurons + 1, n_concepts))
+    prefix[0] = start
+    for k in range(n_concepts):  # torch adds the start to the first step in the input's precision
+        prefix[1, k] = coef_t[walk[0], k] * neuron_moves[walk[0]] + start[k]
+        logit[k] = prefix[1, k]
+    for j in range(1, n_neurons):
+        move = neuron_moves[walk[j]]
+        steps = coef_t[walk[j]]
+        for k in range(n_concepts):
+            logit[k] += steps[k] * move
+            prefix[j + 1, k] = logit[k]
+    _sigmoid_float32(values, scratch)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _walk_blocks(regions, pool, rows, seeds, start, coef_t, bounds, blocks, permutations, antithetic, total, square):
+    """Walk blocks ``blocks[0]:blocks[1]``'s permutations ``permutations[0]:permutations[1]``, drawing each order as it goes.
+
+    ``regions`` (G x C): a group of blocks' regions, block b's at rows
+    ``bounds[b]:bounds[b + 1]``; ``seeds`` (B x P): block b's permutation p's
+    orders come region after region from ``seeds[b, p]``, as
+    :func:`_shuffled_orders` draws them; ``rows`` (P x G): each region's
+    baseline row of ``pool``; ``start`` (P x G x K): those rows' logits;
+    ``coef_t`` (C x K); all float32. Each neuron's gains are added to
+    ``total`` (G x C x K) and their squares to ``square`` (B x C x K). With
+    ``antithetic`` each order is walked forwards and backwards and a neuron's
+    gain is the mean of the two. (float64 inputs take the tensor path: a
+    float64 variant of this kernel took several seconds more to compile than
+    it saved.)
+    """
     n_neurons, n_concepts = coef_t.shape
     logit = np.empty(n_concepts, np.float64)
-    values = np.empty(((n_neurons + 1) * n_concepts,), start.dtype)  # after each prefix of the walk, by position
+    values = np.empty(((n_neurons + 1) * n_concepts,), np.float32)  # after each prefix of the walk, by position
     prefix = values.reshape((n_neurons + 1, n_concepts))
     scratch = np.empty(values.shape[0], np.int32)
     pair = np.empty((n_neurons, n_concepts), np.float64)  # antithetic: the forward walk's gains, by neuron
-    for p in range(first, stop):
-        for i in range(n_regions):
-            for backwards in range(2 if antithetic else 1):
-                walk = orders[p, i, ::-1] if backwards else orders[p, i]
-                neuron_moves = moves[p, i]
-                prefix[0] = start[p, i]
-                for k in range(n_concepts):  # torch adds the start to the first step in the input's precision
-                    prefix[1, k] = coef_t[walk[0], k] * neuron_moves[walk[0]] + start[p, i, k]
-                    logit[k] = prefix[1, k]
-                for j in range(1, n_neurons):
-                    move = neuron_moves[walk[j]]
-                    steps = coef_t[walk[j]]
-                    for k in range(n_concepts):
-                        logit[k] += steps[k] * move
-                        prefix[j + 1, k] = logit[k]
-                _sigmoid_float32(values, scratch)
-                if antithetic and not backwards:  # keep the gains until the reverse walk
+    order = np.empty(n_neurons, np.int64)
+    neuron_moves = np.empty(n_neurons, np.float32)
+    for b in range(blocks[0], blocks[1]):
+        for p in range(permutations[0], permutations[1]):
+            state = _U64(seeds[b, p])
+            for i in range(bounds[b], bounds[b + 1]):
+                state = _shuffle(order, state)
+                baseline = pool[rows[p, i]]
+                for c in range(n_neurons):
+                    neuron_moves[c] = regions[i, c] - baseline[c]
+                for backwards in range(2 if antithetic else 1):
+                    walk = order[::-1] if backwards else order
+                    _prefix_values(walk, neuron_moves, coef_t, start[p, i], values, scratch, logit)
+                    if antithetic and not backwards:  # keep the gains until the reverse walk
+                        for j in range(n_neurons):
+                            kept = pair[walk[j]]
+                            for k in range(n_concepts):
+                                kept[k] = prefix[j + 1, k] - prefix[j, k]
+                        continue
                     for j in range(n_neurons):
-                        kept = pair[walk[j]]
+                        neuron = walk[j]
+                        summed, squared, kept = total[i, neuron], square[b, neuron], pair[neuron]
                         for k in range(n_concepts):
-                            kept[k] = prefix[j + 1, k] - prefix[j, k]
-                    continue
-                for j in range(n_neurons):
-                    neuron = walk[j]
-                    summed, squared, kept = total[i, neuron], square[neuron], pair[neuron]
-                    for k in range(n_concepts):
-                        gain = np.float64(prefix[j + 1, k] - prefix[j, k])
-                        if antithetic:
-                            gain = 0.5 * (kept[k] + gain)
-                        summed[k] += gain
-                        squared[k] += gain * gain
+                            gain = np.float64(prefix[j + 1, k] - prefix[j, k])
+                            if antithetic:
+                                gain = 0.5 * (kept[k] + gain)
+                            summed[k] += gain
+                            squared[k] += gain * gain
 
 
 def _as_linear(classifiers) -> Optional[Tuple[Tensor, Tensor]]:
@@ -260,16 +290,16 @@ class NeuronConceptShapley:
 
     # ------------------------------------------------------------------ draws
     @staticmethod
-    def _draw(n_perm: int, n_regions: int, n_neurons: int, pool_size: int, generator, device=None):
-        """Random neuron orders (P x R x C) and baseline rows (P x R), drawn on the CPU from ``generator``.
+    def _draw(n_perm: int, n_regions: int, pool_size: int, generator) -> Tuple[np.ndarray, Optional[Tensor]]:
+        """One seed per permutation (P) and baseline rows (P x R; None without a pool), drawn on the CPU from ``generator``.
 
-        Each permutation's orders are shuffled from its own seed
-        (:func:`_shuffled_orders`), so every path sees the same orders.
+        Permutation p's orders of the neurons come from ``seeds[p]``, region
+        after region (:func:`_shuffled_orders`; the compiled walk draws the
+        same ones as it goes), so every path sees the same orders.
         """
         seeds = torch.randint(2**62, (n_perm,), generator=generator).numpy()
-        orders = torch.from_numpy(_shuffled_orders(seeds, n_regions, n_neurons)).to(device)
-        rows = torch.randint(pool_size, (n_perm, n_regions), generator=generator).to(device) if pool_size else None
-        return orders, rows
+        rows = torch.randint(pool_size, (n_perm, n_regions), generator=generator) if pool_size else None
+        return seeds, rows
 
     # ------------------------------------------------------------------ paths
     def _contributions_fast(self, regions: Tensor, baselines: Tensor, orders: Tensor) -> Tensor:
@@ -309,13 +339,10 @@ class NeuronConceptShapley:
                    path: str) -> Tuple[Tensor, Tensor]:
         """Each neuron's gains summed over the permutations per region (r x C x K), and their squares summed (C x K).
 
-        ``path``: ``"compiled"`` (linear classifiers, float32 on a CPU),
-        ``"tensors"`` (linear classifiers, any device) or ``"naive"``. With
-        ``antithetic`` each order also runs reversed on the same baselines,
-        and a neuron's gain is the mean over the pair.
+        ``path``: ``"tensors"`` (linear classifiers, any device) or
+        ``"naive"``. With ``antithetic`` each order also runs reversed on the
+        same baselines, and a neuron's gain is the mean over the pair.
         """
-        if path == "compiled":
-            return self._gain_sums_compiled(regions, baselines, orders, antithetic)
         both = torch.cat([orders, orders.flip(-1)]) if antithetic else orders
         paired = torch.cat([baselines, baselines]) if antithetic else baselines
         contributions = self._contributions_fast if path == "tensors" else self._contributions_naive
@@ -327,23 +354,42 @@ class NeuronConceptShapley:
         gains = torch.empty_like(gains).scatter_(2, orders[..., None].expand_as(gains), gains)
         return gains.sum(0), gains.square_().sum((0, 1))
 
-    def _gain_sums_compiled(self, regions: Tensor, baselines: Tensor, orders: Tensor,
+    def _gain_sums_compiled(self, regions: Tensor, sizes: Sequence[int], baseline_rows: Tensor,
+                            baseline_logits: Tensor, seeds: np.ndarray, rows: Optional[Tensor],
                             antithetic: bool) -> Tuple[Tensor, Tensor]:
-        """:meth:`_gain_sums` of the fast path in one compiled walk, the permutations split over torch's threads."""
-        coef, intercept = (t.to(regions) for t in self._linear)
-        start = (baselines @ coef.T + intercept).numpy()  # P x r x K: every neuron at its baseline
-        moves = (regions - baselines).numpy()
-        orders = np.ascontiguousarray(orders.expand(len(baselines), len(regions), -1).numpy())
-        coef_t = coef.T.contiguous().numpy()
+        """:meth:`_gain_sums` of a group of blocks in one compiled walk (linear classifiers, float32 on a CPU).
 
-        def walk(first: int, stop: int) -> Tuple[np.ndarray, np.ndarray]:
-            total, square = np.zeros((*moves.shape[1:], len(coef))), np.zeros(coef_t.shape)
-            _walk_orders(moves, orders, coef_t, start, first, stop, antithetic, total, square)
-            return total, square
+        ``regions``: the group's rows, ``sizes[b]`` of them for block b in
+        turn; ``seeds`` (B x P) and ``rows`` (P x G; None: row 0 for all):
+        each block's draws from :meth:`_draw`, side by side; ``baseline_rows``
+        (M x C) and ``baseline_logits`` (M x K): the rows the baselines come
+        from and their logits (a fixed baseline: one row). Returns the gains
+        summed per region (G x C x K) and their squares summed per block
+        (B x C x K). Torch's threads share out the blocks, or a lone block's
+        permutations; no torch operation runs between the walks, whose
+        threads would then share the cores with torch's spinning ones.
+        """
+        n_blocks, n_perm = seeds.shape
+        if rows is None:
+            rows = torch.zeros(n_perm, len(regions), dtype=torch.long)
+        arrays = (regions.numpy(), baseline_rows.numpy(), rows.numpy(), seeds, baseline_logits[rows].numpy(),
+                  self._linear[0].T.to(regions).contiguous().numpy(), np.cumsum([0, *sizes]))
+        n_neurons, n_concepts = regions.shape[1], len(self._linear[0])
+        total = np.zeros((len(regions), n_neurons, n_concepts))
+        square = np.zeros((n_blocks, n_neurons, n_concepts))
+        if n_blocks > 1:  # each thread walks whole blocks, writing only their rows
+            map_row_ranges(lambda first, stop: _walk_blocks(*arrays, (first, stop), (0, n_perm), antithetic,
+                                                            total, square), n_blocks)
+        else:  # the threads share out the permutations, each summing into its own arrays
 
-        totals, squares = zip(*map_row_ranges(walk, len(orders)))
-        return (torch.from_numpy(np.sum(totals, 0)).to(regions.dtype),
-                torch.from_numpy(np.sum(squares, 0)).to(regions.dtype))
+            def walk(first: int, stop: int) -> Tuple[np.ndarray, np.ndarray]:
+                own_total, own_square = np.zeros_like(total), np.zeros_like(square)
+                _walk_blocks(*arrays, (0, 1), (first, stop), antithetic, own_total, own_square)
+                return own_total, own_square
+
+            totals, squares = zip(*map_row_ranges(walk, n_perm))
+            total, square = np.sum(totals, 0), np.sum(squares, 0)
+        return torch.from_numpy(total).to(regions.dtype), torch.from_numpy(square).to(regions.dtype)
 
     # ------------------------------------------------------------------ main
     def attribute(
@@ -397,6 +443,9 @@ class NeuronConceptShapley:
                 each through all its permutations (and ``target_error``
                 rounds), keeping only per-block sums: memory does not grow
                 with R. Results depend on it only through the block size.
+                On a CPU (float32) the compiled walk takes several blocks a
+                call, its threads sharing them out; their float64 sums stay
+                within a float32 tensor of ``chunk_elements``.
             antithetic: pair every random order with its reverse (same
                 baseline rows) and average each pair: a variance reduction
                 at the same number of permutations (``n_permutations`` must be
@@ -479,6 +528,16 @@ class NeuronConceptShapley:
         rows_per_block = max(1, chunk_elements // (n_neurons * n_concepts * n_perm))
         per_row = n_neurons * n_concepts * (1 if use_fast else n_neurons + 1)
         rows_per_chunk = max(1, chunk_elements // (per_row * n_perm))
+        # The compiled walk takes a group of blocks per call (its threads share them out), as many as keep
+        # the group's per-region float64 sums within the bytes of a float32 work tensor of chunk_elements;
+        # elsewhere, and while rounds of target_error decide each block's draws, a group is one block.
+        blocks_per_group = 1
+        if path == "compiled":
+            if target_error is None:
+                blocks_per_group = max(1, chunk_elements // (2 * rows_per_block * n_neurons * n_concepts))
+            coef, intercept = (t.to(regions) for t in self._linear)
+            baseline_rows = pool if fixed is None else fixed[None]
+            baseline_logits = baseline_rows @ coef.T + intercept  # the logit with every neuron at its baseline
         # Only per-block sums are kept, so memory does not grow with the number of regions.
         value_sum = regions.new_zeros(n_neurons, n_concepts)
         variance_sum = torch.zeros_like(value_sum)
@@ -486,32 +545,49 @@ class NeuronConceptShapley:
         half = n_perm // 2 if antithetic else n_perm  # sampling units per round
         max_units = max_perm // 2 if antithetic else max_perm
         blocks = range(0, n_regions, rows_per_block)
-        for block in tqdm(blocks, desc="Shapley region blocks", disable=not progress, leave=False):
-            size = min(rows_per_block, n_regions - block)
-            total = regions.new_zeros(size, n_neurons, n_concepts)  # per region and neuron
-            square_sum = regions.new_zeros(n_neurons, n_concepts)  # summed over the block's regions too
-            done = 0  # sampling units: permutations, or antithetic pairs of them
-            while True:
-                orders, rows = self._draw(half, size, n_neurons, len(pool) if fixed is None else 0, generator,
-                                          regions.device)
-                for start in range(0, size, rows_per_chunk):
-                    part = slice(start, start + rows_per_chunk)
-                    chunk = regions[block + start : block + min(start + rows_per_chunk, size)]
-                    baselines = pool[rows[:, part]] if fixed is None else fixed.expand(half, len(chunk), n_neurons)
-                    chunk_total, chunk_square = self._gain_sums(chunk, baselines, orders[:, part], antithetic, path)
-                    total[start : start + len(chunk)] += chunk_total
-                    square_sum += chunk_square
-                done += half
-                mean = total / done
-                # the block's summed per-region variances of the sampling units (unbiased)
-                variance = ((square_sum / done - mean.square().sum(0)) * (done / max(done - 1, 1))).clamp_min(0)
-                block_error = (variance / done).sqrt() / size
-                if target_error is None or done + half > max_units or block_error.max() <= target_error:
-                    break
-            value_sum += (mean.abs() if absolute else mean).sum(0)
-            # first-order: |.| does not change a mean's variance; regions are independent
-            variance_sum += variance / done
-            used = max(used, 2 * done if antithetic else done)
+        with tqdm(total=len(blocks), desc="Shapley region blocks", disable=not progress, leave=False) as bar:
+            for first_block in range(0, len(blocks), blocks_per_group):
+                group = blocks[first_block : first_block + blocks_per_group]
+                sizes = [min(rows_per_block, n_regions - block) for block in group]
+                group_regions = regions[group[0] : group[0] + sum(sizes)]
+                total = regions.new_zeros(len(group_regions), n_neurons, n_concepts)  # per region and neuron
+                square_sum = regions.new_zeros(len(group), n_neurons, n_concepts)  # per block, over its regions
+                done = 0  # sampling units: permutations, or antithetic pairs of them
+                while True:
+                    draws = [self._draw(half, size, len(pool) if fixed is None else 0, generator) for size in sizes]
+                    if path == "compiled":
+                        rows = None if fixed is not None else torch.cat([block_rows for _, block_rows in draws], 1)
+                        group_total, group_square = self._gain_sums_compiled(
+                            group_regions, sizes, baseline_rows, baseline_logits,
+                            np.stack([seeds for seeds, _ in draws]), rows, antithetic)
+                        total += group_total
+                        square_sum += group_square
+                    else:
+                        (seeds, rows), = draws  # one block
+                        orders = torch.from_numpy(_shuffled_orders(seeds, sizes[0], n_neurons)).to(regions.device)
+                        for start in range(0, sizes[0], rows_per_chunk):
+                            part = slice(start, start + rows_per_chunk)
+                            chunk = group_regions[part]
+                            baselines = (pool[rows[:, part].to(regions.device)] if fixed is None
+                                         else fixed.expand(half, len(chunk), n_neurons))
+                            chunk_total, chunk_square = self._gain_sums(chunk, baselines, orders[:, part], antithetic,
+                                                                        path)
+                            total[part] += chunk_total
+                            square_sum[0] += chunk_square
+                    done += half
+                    mean = total / done
+                    # each block's summed per-region variances of the sampling units (unbiased)
+                    mean_squares = torch.stack([block_mean.square().sum(0) for block_mean in mean.split(sizes)])
+                    variance = ((square_sum / done - mean_squares) * (done / max(done - 1, 1))).clamp_min(0)
+                    block_error = (variance / done).sqrt() / torch.tensor(sizes, device=regions.device)[:, None, None]
+                    if target_error is None or done + half > max_units or block_error.max() <= target_error:
+                        break
+                for block_mean, block_variance in zip(mean.split(sizes), variance):
+                    value_sum += (block_mean.abs() if absolute else block_mean).sum(0)
+                    # first-order: |.| does not change a mean's variance; regions are independent
+                    variance_sum += block_variance / done
+                used = max(used, 2 * done if antithetic else done)
+                bar.update(len(group))
         self.n_permutations_ = used
         return value_sum / n_regions, variance_sum.sqrt() / n_regions
 
@@ -531,8 +607,8 @@ class NeuronConceptShapley:
         total = regions.new_zeros(n_regions, n_concepts, n_neurons)
         per_permutation = []
         for _ in tqdm(range(n_perm), desc="Shapley (retrained)", disable=not progress, leave=False):
-            order, _ = self._draw(1, 1, n_neurons, 0, generator, regions.device)
-            rank = order[0, 0].argsort()
+            seeds, _ = self._draw(1, 1, 0, generator)
+            rank = torch.from_numpy(_shuffled_orders(seeds, 1, n_neurons))[0, 0].to(regions.device).argsort()
             member = (rank[None, :] < torch.arange(n_neurons + 1, device=regions.device)[:, None]).to(regions.dtype)  # (C+1) x C
             train_rows = torch.randint(len(pool), (len(features),), generator=generator).to(regions.device) if fixed is None else None
             train_base = pool[train_rows] if fixed is None else fixed.expand_as(features)

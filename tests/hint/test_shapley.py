@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from captum_hint.hint.classifiers import ConceptClassifier
-from captum_hint.hint.shapley import NeuronConceptShapley, exact_shapley
+from captum_hint.hint.shapley import NeuronConceptShapley, _shuffled_orders, exact_shapley
 
 
 def linear_classifier(coef, intercept=0.0, dtype=torch.float64):
@@ -266,10 +266,16 @@ def test_compiled_walk_equals_the_tensor_and_naive_paths(antithetic, baseline):
                    for scale, bias in ((0.5, 0.2), (3.0, -1.0), (40.0, 0.5))]
     shapley = NeuronConceptShapley(classifiers)
     pool = torch.randn(16, n_neurons, generator=generator, dtype=dtype)
-    orders, rows = shapley._draw(n_perm, n_regions, n_neurons, len(pool), generator)
+    seeds, rows = shapley._draw(n_perm, n_regions, len(pool), generator)
+    orders = torch.from_numpy(_shuffled_orders(seeds, n_regions, n_neurons))
     baselines = pool[rows] if baseline == "marginal" else pool[0].expand(n_perm, n_regions, n_neurons)
-    sums = {path: shapley._gain_sums(regions, baselines, orders, antithetic, path)
-            for path in ("compiled", "tensors", "naive")}
+    sums = {path: shapley._gain_sums(regions, baselines, orders, antithetic, path) for path in ("tensors", "naive")}
+    # the compiled walk draws the same orders from the seeds as it goes
+    coef, intercept = torch.stack([c.coef_ for c in classifiers]), torch.stack([c.intercept_ for c in classifiers])
+    baseline_rows = pool if baseline == "marginal" else pool[:1]
+    total, square = shapley._gain_sums_compiled(regions, [n_regions], baseline_rows, baseline_rows @ coef.T + intercept,
+                                                seeds[None], rows if baseline == "marginal" else None, antithetic)
+    sums["compiled"] = (total, square[0])
     tolerance = {"rtol": 1e-4, "atol": 1e-5}
     for path in ("tensors", "naive"):
         for compiled, other in zip(sums["compiled"], sums[path]):
@@ -282,9 +288,33 @@ def test_compiled_walk_equals_the_tensor_and_naive_paths(antithetic, baseline):
     torch.testing.assert_close(sums["compiled"][0].sum(1), expected, **tolerance)
 
 
-def test_shuffled_orders_are_uniform_permutations():
-    from captum_hint.hint.shapley import _shuffled_orders
+@pytest.mark.parametrize("antithetic", [False, True])
+def test_grouped_compiled_blocks_equal_the_tensor_path_block_by_block(antithetic):
+    """float32 on a CPU walks several blocks per compiled call, the threads sharing them out; float64 takes the
+    tensor path one block at a time. Both see the same draws, so values and errors agree to float32's precision."""
+    generator = torch.Generator().manual_seed(8)
+    n_regions, n_neurons = 23, 20
+    regions = torch.randn(n_regions, n_neurons, generator=generator, dtype=torch.float64)
+    shapley = NeuronConceptShapley([linear_classifier(torch.randn(n_neurons, generator=generator), bias)
+                                    for bias in (0.3, -0.2)])
+    # 4 permutations x 20 neurons x 2 concepts a region: blocks of 2 regions (the last of 1), groups of 2 blocks
+    kwargs = dict(n_permutations=4, chunk_elements=400, antithetic=antithetic, seed=2, return_standard_error=True)
+    by_block = shapley.attribute(regions, **kwargs)
+    threads = torch.get_num_threads()
+    try:
+        grouped = {count: (torch.set_num_threads(count), shapley.attribute(regions.float(), **kwargs))[1]
+                   for count in (1, 2)}
+    finally:
+        torch.set_num_threads(threads)
+    for got, expected in zip(grouped[2], by_block):
+        assert got.dtype == torch.float32
+        torch.testing.assert_close(got.double(), expected, rtol=1e-4, atol=1e-6)
+    # each block is walked by one thread from start to end, so the thread count changes nothing
+    for two, one in zip(grouped[2], grouped[1]):
+        assert torch.equal(two, one)
 
+
+def test_shuffled_orders_are_uniform_permutations():
     orders = _shuffled_orders(torch.arange(60000).numpy() * 7919, 2, 4)  # 120,000 orders of 4 neurons
     assert orders.shape == (60000, 2, 4)
     assert (torch.from_numpy(orders).sort(-1).values == torch.arange(4)).all()
