@@ -34,6 +34,23 @@ torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
 
 
 @pytest.fixture
+def fresh_cache(tmp_path, monkeypatch):
+    """An empty captum_hint cache for one test (trained models land there), the stamp photos linked in.
+
+    Fetching the photos from Debian takes seconds a time; they are fetched once
+    into the usual cache (test_datasets.py fetches into an empty folder too).
+    """
+    from captum_hint.datasets.stamps import fetch_stamps
+
+    stamps = fetch_stamps()
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "tuxpaint-stamps").symlink_to(stamps, target_is_directory=True)
+    monkeypatch.setenv("CAPTUM_HINT_CACHE", str(cache))
+    return cache
+
+
+@pytest.fixture
 def small_net():
     return SmallNet().eval()
 

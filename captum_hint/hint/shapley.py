@@ -91,7 +91,7 @@ def _shuffle(order, state):
 
 @numba.njit(cache=True, nogil=True)
 def _shuffled_orders(seeds, n_regions, n_neurons):
-    """P x R x C random orders of ``range(C)``: permutation p's, region after region, from ``seeds[p]`` (:func:`_shuffle`)."""
+    """P x R x C random orders of ``range(C)``: permutation p's from ``seeds[p]``, region after region (:func:`_shuffle`)."""
     orders = np.empty((len(seeds), n_regions, n_neurons), np.int64)
     for p in range(len(seeds)):
         state = _U64(seeds[p])
@@ -291,7 +291,7 @@ class NeuronConceptShapley:
     # ------------------------------------------------------------------ draws
     @staticmethod
     def _draw(n_perm: int, n_regions: int, pool_size: int, generator) -> Tuple[np.ndarray, Optional[Tensor]]:
-        """One seed per permutation (P) and baseline rows (P x R; None without a pool), drawn on the CPU from ``generator``.
+        """One seed per permutation (P) and baseline rows (P x R; None without a pool), drawn from ``generator``.
 
         Permutation p's orders of the neurons come from ``seeds[p]``, region
         after region (:func:`_shuffled_orders`; the compiled walk draws the

@@ -230,8 +230,7 @@ def test_afi_checks_its_arguments(capsys):
     assert stop.value.code == 2 and "argument --lam: expected a value in [0.0, inf), got -1.0" in capsys.readouterr().err
 
 
-def test_ground_truth_writes_its_json_and_page(tmp_path, monkeypatch):
-    monkeypatch.setenv("CAPTUM_HINT_CACHE", str(tmp_path / "cache"))
+def test_ground_truth_writes_its_json_and_page(tmp_path, fresh_cache):
     out = tmp_path / "truth"
     assert main(["ground-truth", "--variants", "bottleneck", "--seeds", "3", "--train-scenes", "48", "--epochs", "2",
                  "--fit-scenes", "32", "--test-scenes", "32", "--occluder-iterations", "3", "--retrain-permutations", "2",

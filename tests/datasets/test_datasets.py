@@ -7,7 +7,7 @@ from PIL import Image
 
 from captum_hint.core.boxes import masks_to_boxes
 from captum_hint.datasets import (CUB200, DISTRACTOR_CATEGORIES, RECOGNIZED_SCENES, VOC2007, VOC_CONCEPTS, ImageNetBoxes, StampScenes,
-                                  WnidImageFolder, collate_samples, stamp_table)
+                                  WnidImageFolder, collate_samples, fetch_stamps, stamp_table)
 from captum_hint.concepts.hierarchy import ConceptHierarchy
 
 H = ConceptHierarchy.imagenet()
@@ -31,6 +31,14 @@ def test_stamp_table_is_consistent():
 @pytest.fixture(scope="module")
 def scenes():
     return StampScenes("test", n_scenes=6, objects=(1, 3), size=96, seed=3)
+
+
+def test_stamps_are_fetched_from_debian_into_an_empty_folder(tmp_path):
+    root = fetch_stamps(tmp_path / "stamps")
+    paths = [row["path"] for row in stamp_table()]
+    assert root == tmp_path / "stamps" and all((root / path).is_file() for path in paths)
+    assert sorted(str(f.relative_to(root)) for f in root.rglob("*.png")) == sorted(paths)  # only the curated photos
+    assert fetch_stamps(root) == root  # present: nothing is fetched again
 
 
 def test_stamp_scenes_structure(scenes):

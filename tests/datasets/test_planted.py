@@ -35,8 +35,7 @@ def test_a_scene_with_no_visible_object_says_so():
     assert StampScenes("train", 2, feather=0.0, **kwargs)[1]["masks"].flatten(1).any(1).all()
 
 
-def test_training_is_seeded_cached_and_leaves_the_global_generator(tmp_path, monkeypatch):
-    monkeypatch.setenv("CAPTUM_HINT_CACHE", str(tmp_path))
+def test_training_is_seeded_cached_and_leaves_the_global_generator(fresh_cache):
     state = torch.get_rng_state()
     first = train_planted_model("bottleneck", seed=5, n_scenes=32, epochs=2, batch_size=16)
     assert torch.equal(torch.get_rng_state(), state)
@@ -48,7 +47,7 @@ def test_training_is_seeded_cached_and_leaves_the_global_generator(tmp_path, mon
     loaded = train_planted_model("bottleneck", seed=5, n_scenes=32, epochs=2, batch_size=16)
     assert loaded.history_ == first.history_ and not loaded.model.training
     assert all(torch.equal(a, b) for a, b in zip(first.model.state_dict().values(), loaded.model.state_dict().values()))
-    assert list(tmp_path.glob("planted/*/weights.pt"))
+    assert list(fresh_cache.glob("planted/*/weights.pt"))
     other = train_planted_model("bottleneck", seed=6, n_scenes=32, epochs=2, batch_size=16, cache=False)
     assert other.planted_ != first.planted_ or not torch.equal(other.model.head.weight, first.model.head.weight)
 
@@ -76,8 +75,7 @@ def test_ablation_is_one_batched_pass_equal_to_zeroing_each_channel():
     assert not model.concept_relu._forward_hooks
 
 
-def test_truth_check_on_a_tiny_model(tmp_path, monkeypatch):
-    monkeypatch.setenv("CAPTUM_HINT_CACHE", str(tmp_path))
+def test_truth_check_on_a_tiny_model(fresh_cache):
     planted = train_planted_model("bottleneck", seed=0, n_scenes=48, epochs=2, batch_size=16)
     held_out = PlantedScenes(48, seed=99)
     check = check_planted_truth(planted, held_out)
@@ -113,8 +111,7 @@ def test_mask_scenes_put_each_object_in_its_concepts_channel():
         constructed_planted_model((1, 1))
 
 
-def test_a_planted_multimodal_channel_is_trained_and_checked(tmp_path, monkeypatch):
-    monkeypatch.setenv("CAPTUM_HINT_CACHE", str(tmp_path))
+def test_a_planted_multimodal_channel_is_trained_and_checked(fresh_cache):
     settings = dict(seed=0, n_scenes=32, epochs=1, batch_size=16, width=8)
     planted = train_planted_model("bottleneck", multimodal=["mammal", "fruit"], **settings)
     order = torch.randperm(8, generator=torch.Generator().manual_seed(0)).tolist()
