@@ -17,6 +17,7 @@ pass through), whatever the layer's width.
 from __future__ import annotations
 
 import json
+import dataclasses
 import re
 import shutil
 from pathlib import Path
@@ -157,6 +158,11 @@ def _tree_for_browser(node: EvidenceNode, hint_layer: str, concept_ids: Dict[str
             "children": [_tree_for_browser(child, hint_layer, concept_ids) for child in node.children]}
 
 
+def _tree_copy(node: EvidenceNode) -> EvidenceNode:
+    """The tree's nodes copied (maps shared, not copied), so that naming them changes no node of ``node``."""
+    return dataclasses.replace(node, concepts=list(node.concepts), children=[_tree_copy(c) for c in node.children])
+
+
 def _decision_name(tree: EvidenceNode, hierarchy) -> str:
     if 0 <= tree.channel < len(hierarchy.leaves):
         return f"{hierarchy.label(hierarchy.leaves[tree.channel])} (class {tree.channel})"
@@ -272,7 +278,8 @@ def write_site(
 
     # None where the objects are not given; else whether the predicted class is one of them
     recognized = [int(prediction[i]) in labels[i] if labels[i] else None for i in range(n_images)]
-    if trees is not None:
+    if trees is not None:  # named on copies: the caller's trees stay as they were
+        trees = [_tree_copy(tree) for tree in trees]
         label_with_concepts(trees, hint)
     through: Dict[int, List[dict]] = {}
     for i, tree in enumerate(trees or []):

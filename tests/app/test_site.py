@@ -113,6 +113,8 @@ def test_image_pages_hold_the_named_tree_and_every_concepts_map(site, fitted):
     assert lowest and all(node["neuron"] and node["layer"] == "features.1" for node in lowest)
     for node in lowest:  # named by HINT: its two best concepts
         assert [c for c, _ in node["concepts"]] == [c for c, _ in hint.concepts_of(node["channel"], 2)]
+    # on copies: the caller's trees are not named
+    assert all(node.concepts == [] for tree in fitted["trees"] for node in tree.walk())
 
 
 def test_reference_patches_only_for_neurons_some_page_lists(fitted, tmp_path):
