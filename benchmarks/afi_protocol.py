@@ -32,10 +32,13 @@ the mean colour, ``RECOGNIZED_SCENES``), photos split by stamp:
   balanced (the smaller count); student MLP 32-16-2, 30 % held out, 10
   split seeds (interval over the seeds), against uniform weights and the
   gradient (TCAV-style) weights; with ``--without-t`` also the occluder
-  fitted without t at the balanced lambda (Table 2's ablation).
+  fitted without t at the balanced lambda (Table 2's ablation);
+* **Adam's learning rate** (``--lrs``; the paper gives none): each with
+  every lambda. The occluder stops as soon as Eq. 4 holds, and Adam moves
+  every coordinate by about lr a step, so lr sets how dense it is then.
 
-    .venv/bin/python benchmarks/afi_protocol.py [--lams 0.05 10 1000] [--iterations 40] [--without-t]
-        [--out afi-protocol.json]
+    .venv/bin/python benchmarks/afi_protocol.py [--lams 0.05 10 1000] [--lrs 0.05] [--iterations 40]
+        [--without-t] [--class-only] [--out afi-protocol.json]
 """
 
 from __future__ import annotations
@@ -104,10 +107,10 @@ def distillation(model, weights, positives, negatives):
     return bootstrap_mean(accuracies)
 
 
-def run_occluder(spec, target, lam, iterations, positives, negatives, use_transform=True):
+def run_occluder(spec, target, lam, iterations, positives, negatives, use_transform=True, lr=0.05):
     """One occluder: its sparsity, Table 1 in-sample and held out, channel entropy, distillation."""
     started = time.time()
-    occluder = GlobalFeatureOccluder(spec.model, lam=lam, lr=0.05, max_iterations=iterations, mean=spec.mean,
+    occluder = GlobalFeatureOccluder(spec.model, lam=lam, lr=lr, max_iterations=iterations, mean=spec.mean,
                                      std=spec.std, use_transform=use_transform, seed=0, progress=False
                                      ).fit(target.fit, target.y)
     delta = occluder.delta_
@@ -117,7 +120,7 @@ def run_occluder(spec, target, lam, iterations, positives, negatives, use_transf
     weights = channel_importance(feature_importance(occluder, target.used, RECTIFIED, attribute_to_layer_input=True))
     share = weights / weights.sum()
     entropy = float(-(share[share > 0] * share[share > 0].log()).sum() / math.log(len(share)))
-    row = {"lambda": lam, "t": use_transform, "used": occluder.n_used_, "dropped": occluder.n_dropped_,
+    row = {"lambda": lam, "lr": lr, "t": use_transform, "used": occluder.n_used_, "dropped": occluder.n_dropped_,
            "steps": occluder.n_iterations_,
            "success": occluder.success_rate_, "mean_abs_delta": float(delta.abs().mean()),
            "changed_pixels": float(((delta.abs() * std).amax(0) > CHANGED).float().mean()),
@@ -129,7 +132,7 @@ def run_occluder(spec, target, lam, iterations, positives, negatives, use_transf
                                                  .float().numpy())}
     row["distillation"] = distillation(spec.model, weights, positives, negatives)
     row["seconds"] = time.time() - started
-    print(f"  lambda {lam:g}{'' if use_transform else ', without t'}: {row['used']} scenes used "
+    print(f"  lambda {lam:g}, lr {lr:g}{'' if use_transform else ', without t'}: {row['used']} scenes used "
           f"({row['dropped']} dropped), {row['steps']} steps, success "
           f"{row['success']:.2f}; mean |delta| {row['mean_abs_delta']:.4f}, pixels changed > 4/255 "
           f"{row['changed_pixels']:.2f}, l1 share of the loss {row['l1_share']:.2f}, channel-weight entropy "
@@ -141,8 +144,8 @@ def run_occluder(spec, target, lam, iterations, positives, negatives, use_transf
     return row, weights
 
 
-def run_target(spec, target, lams, iterations, report):
-    """The baselines' and the occluders' (one per lambda) distillation and figures for one target."""
+def run_target(spec, target, lams, iterations, report, lrs=(0.05,)):
+    """The baselines' and the occluders' (one per lambda and Adam learning rate) distillation and figures."""
     positives, negatives = target.balanced()
     print(f"\n{target.name} ({len(target.leaves)} class(es), {target.photos} photos): recognition (top-1 under it) "
           f"fit scenes {fmt(bootstrap_mean(target.fit_hits.float().numpy()))}, held-out scenes "
@@ -155,8 +158,9 @@ def run_target(spec, target, lams, iterations, report):
     for name, weights in baselines.items():
         entry["baselines"][name] = distillation(spec.model, weights, positives, negatives)
         print(f"  baseline {name}: distillation {fmt(entry['baselines'][name])}")
-    for lam in lams:
-        entry["occluders"].append(run_occluder(spec, target, lam, iterations, positives, negatives)[0])
+    for lr in lrs:
+        for lam in lams:
+            entry["occluders"].append(run_occluder(spec, target, lam, iterations, positives, negatives, lr=lr)[0])
     report["targets"][target.name] = entry
     return entry
 
@@ -168,15 +172,18 @@ def main(args):
     hierarchy = ConceptHierarchy.imagenet()
     report = {"layer": f"input of {RECTIFIED}", "seeds": len(SEEDS), "targets": {}}
     single = Target(spec.model, hierarchy, args.target_class, args.fit_scenes, args.test_scenes)
-    entry = run_target(spec, single, args.lams, args.iterations, report)
-    balanced = min(entry["occluders"], key=lambda row: abs(row["l1_share"] - 0.5))["lambda"]
-    report["balanced_lambda"] = balanced
-    concept = Target(spec.model, hierarchy, args.concept, args.fit_scenes, args.test_scenes)
-    run_target(spec, concept, [balanced], args.iterations, report)
-    for target in (single, concept) if args.without_t else ():
+    entry = run_target(spec, single, args.lams, args.iterations, report, args.lrs)
+    chosen = min(entry["occluders"], key=lambda row: abs(row["l1_share"] - 0.5))
+    balanced, lr = chosen["lambda"], chosen["lr"]
+    report["balanced_lambda"], report["balanced_lr"] = balanced, lr
+    targets = [single]
+    if not args.class_only:
+        targets.append(Target(spec.model, hierarchy, args.concept, args.fit_scenes, args.test_scenes))
+        run_target(spec, targets[-1], [balanced], args.iterations, report, [lr])
+    for target in targets if args.without_t else ():
         print(f"\n{target.name}, Table 2's ablation:")
         report["targets"][target.name]["occluders"].append(run_occluder(
-            spec, target, balanced, args.iterations, *target.balanced(), use_transform=False)[0])
+            spec, target, balanced, args.iterations, *target.balanced(), use_transform=False, lr=lr)[0])
     print(f"\n{time.time() - started:.0f} s")
     with open(args.out, "w", encoding="utf-8") as handle:
         json.dump(report, handle, indent=1)
@@ -187,10 +194,13 @@ if __name__ == "__main__":
     parser.add_argument("--class", dest="target_class", default="hog.n.03")
     parser.add_argument("--concept", default="bird.n.01")
     parser.add_argument("--lams", nargs="+", type=float, default=[0.05, 10.0, 1000.0])
+    parser.add_argument("--lrs", nargs="+", type=float, default=[0.05],
+                        help="Adam learning rates, each with every lambda (the paper gives none)")
     parser.add_argument("--iterations", type=int, default=40)
     parser.add_argument("--fit-scenes", type=int, default=16)
     parser.add_argument("--test-scenes", type=int, default=64)
     parser.add_argument("--without-t", action="store_true",
                         help="also each target's occluder without t at the balanced lambda (Table 2's ablation)")
+    parser.add_argument("--class-only", action="store_true", help="the class target only, not the concept")
     parser.add_argument("--out", default="afi-protocol.json")
     main(parser.parse_args())
