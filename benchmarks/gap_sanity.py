@@ -18,8 +18,12 @@ recognizes), ``--baseline zero`` ablates a channel to zero (the ground
 truth gAP's average activation estimates: for a decision linear in the
 layer, the zero-ablation drop is H x W x alpha) instead of to its mean.
 
+``--layers`` decomposes through other layers than the stage ends (e.g. pairs
+the same number of blocks apart, so that depth is not confounded with the
+distance between the two layers).
+
 Usage: ``python benchmarks/gap_sanity.py [--images 16] [--surrogate-images 48] [--testbed stamps]
-[--baseline mean] [--out gap-benchmark.json]``
+[--baseline mean] [--layers ...] [--out gap-benchmark.json]``
 """
 
 from __future__ import annotations
@@ -62,6 +66,9 @@ def main() -> None:
                         help="single-object stamp scenes as before (stamps) or RECOGNIZED_SCENES (recognized)")
     parser.add_argument("--baseline", default="mean", choices=["mean", "zero"],
                         help="Table 1's ablation: a channel set to its mean (as before) or to zero (what AA estimates)")
+    parser.add_argument("--layers", nargs="+", default=None,
+                        help="the layers to decompose through, in forward order (default: the stage ends); e.g. "
+                             "_blocks.3 _blocks.6 _blocks.9 _blocks.12 _blocks.15 for pairs three blocks apart")
     parser.add_argument("--parts", nargs="+", default=["table1", "surrogate", "degree", "randomization"],
                         choices=["table1", "surrogate", "degree", "randomization"], help="which parts to run")
     args = parser.parse_args()
@@ -76,7 +83,7 @@ def main() -> None:
     samples = [scenes[i] for i in range(len(scenes))]
     images = torch.stack([s["image"] for s in samples])
     labels = torch.tensor([s["label"] for s in samples])
-    decomposition = HierarchicalDecomposition(model)
+    decomposition = HierarchicalDecomposition(model, args.layers)
     report = {"model": "efficientnet-lite0", "layers": decomposition.layers, "seed": args.seed,
               "data": f"stamp scenes (test split, one object each, seed {args.seed + 1}, {args.testbed})",
               "ablation_baseline": args.baseline}
