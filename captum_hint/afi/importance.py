@@ -9,9 +9,10 @@
 * :func:`gradient_importance`: the TCAV-style baseline, the class logit's gradient
   at the layer averaged over the class's images, negatives zeroed.
 * :func:`mmd_unbiased` and :func:`concept_importance`: concepts' importance as the
-  unbiased MMD (Gaussian kernel, median-heuristic bandwidth) between the
-  meta-detector outputs of a probe set and of a random benchmark set, summed
-  over layers and normalized to sum to 1 over the concepts.
+  unbiased MMD (Gaussian kernel, one median-heuristic bandwidth per layer for
+  all concepts) between the meta-detector outputs of a probe set and of a
+  benchmark set of irrelevant concepts, summed over layers and normalized to
+  sum to 1 over the concepts.
 * :func:`distillation_test`: a student MLP (32-16-2) separating class y from
   the rest on the flattened meta-detector outputs; its held-out accuracy.
 * :func:`class_impression`: an input maximizing the meta-detector's total
@@ -143,29 +144,45 @@ def mmd_unbiased(x: Tensor, y: Tensor, bandwidth: Optional[float] = None) -> flo
 
 
 def concept_importance(model: nn.Module, weights: Mapping[str, Tensor], probes: Mapping[str, Tensor],
-                       benchmark: Tensor) -> Dict[str, object]:
+                       benchmark: Tensor, bandwidth: Optional[float] = None) -> Dict[str, object]:
     """Sec. 3.2: each concept's importance to the class, from its probe images vs a benchmark set.
+
+    Every concept's MMD at a layer uses the same Gaussian bandwidth, so that
+    the concepts' MMDs compare: by default the median heuristic over the
+    benchmark and all probe sets pooled (a bandwidth per concept would put
+    each MMD on its own scale).
 
     Args:
         weights: layer name -> channel importance ``w`` of that layer (Eq. 8).
         probes: concept name -> images showing the concept (at least 2).
-        benchmark: random images (the paper's "benchmark ones with irrelevant concept tags").
+        benchmark: images of irrelevant concepts (the paper's "benchmark ones
+            with irrelevant concept tags"): leave the class's own images out.
+        bandwidth: the kernel's bandwidth at every layer (default: per layer,
+            the median heuristic described above).
 
     Returns:
-        ``{"importance": concept -> normalized score (sums to 1), "mmd": concept -> layer -> MMD^2}``.
+        ``{"importance": concept -> normalized score (sums to 1), "mmd": concept -> layer -> MMD^2,
+        "bandwidth": layer -> the bandwidth used}``.
     """
     empty = [name for name, images in probes.items() if len(images) < 2]
     if empty:
         raise ValueError(f"probes: {', '.join(empty)} need at least 2 images each (an empty probe set has no MMD)")
     if len(benchmark) < 2:
         raise ValueError("benchmark: needs at least 2 images")
+    if bandwidth is not None:
+        check_number("bandwidth", bandwidth, low=0.0, low_open=True)
     reference = {layer: meta_detector(model, layer, w, benchmark).flatten(1) for layer, w in weights.items()}
-    mmd = {name: {layer: mmd_unbiased(meta_detector(model, layer, w, images).flatten(1), reference[layer])
-                  for layer, w in weights.items()} for name, images in probes.items()}
+    outputs = {name: {layer: meta_detector(model, layer, w, images).flatten(1) for layer, w in weights.items()}
+               for name, images in probes.items()}
+    bandwidths = {layer: float(bandwidth) if bandwidth is not None
+                  else _bandwidth(torch.cat([outputs[name][layer] for name in probes]), reference[layer])
+                  for layer in weights}
+    mmd = {name: {layer: mmd_unbiased(outputs[name][layer], reference[layer], bandwidths[layer]) for layer in weights}
+           for name in probes}
     raw = {name: max(sum(values.values()), 0.0) for name, values in mmd.items()}
     total = sum(raw.values())
     importance = {name: (value / total if total > 0 else 0.0) for name, value in raw.items()}
-    return {"importance": importance, "mmd": mmd}
+    return {"importance": importance, "mmd": mmd, "bandwidth": bandwidths}
 
 
 def distillation_test(model: nn.Module, layer: LayerSpec, weights: Tensor, positives: Tensor, negatives: Tensor,

@@ -361,14 +361,16 @@ def afi(args) -> int:
     probe_sets = {hierarchy.label(c): torch.stack([s["image"] for s in concept_scenes(hierarchy, c, args.probe_images,
                                                                                       args.seed + 1)])
                   for c in probes}
-    benchmark = torch.stack([s["image"] for s in concept_scenes(hierarchy, "entity.n.01", args.probe_images,
-                                                                args.seed + 2)])
+    # the benchmark of irrelevant concepts: photos of everything but the class
+    benchmark = torch.stack([s["image"] for s in concept_scenes(hierarchy, concept, args.probe_images,
+                                                                args.seed + 2, exclude=True, argument="--class")])
     concepts = concept_importance(spec.model, weights, probe_sets, benchmark)
     rows = [{"concept": name, "importance": value} for name, value in concepts["importance"].items()]
     summary = {"model": spec.name, "class": concept, "images": len(images), "used": occluder.n_used_,
                "dropped": occluder.n_dropped_, "success_rate": occluder.success_rate_,
                "transform_success_rate": occluder.transform_success_rate_, "iterations": occluder.n_iterations_,
-               "history": occluder.history_, "concept_importance": concepts["importance"], "mmd": concepts["mmd"]}
+               "history": occluder.history_, "concept_importance": concepts["importance"], "mmd": concepts["mmd"],
+               "mmd_bandwidth": concepts["bandwidth"]}
     sections = [
         {"title": "Set-up", "text": f"Model <b>{spec.name}</b>, class <b>{hierarchy.label(concept)}</b> "
                                     f"({len(leaves)} ImageNet classes); {len(images)} stamp scenes, "

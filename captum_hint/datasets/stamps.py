@@ -276,10 +276,11 @@ def concept_scenes(hierarchy, concept: str, n: int, seed: int, exclude: bool = F
     ``exclude``, of all the others): ``n`` scenes on random backgrounds, scales and positions.
 
     Raises:
-        ValueError: no stamp photo is under ``concept`` (the error names ``argument``).
+        ValueError: no stamp photo is under ``concept`` (with ``exclude``: all are), naming ``argument``.
     """
     leaves = set(hierarchy.leaves_under(concept))
     paths = tuple(row["path"] for row in stamp_table() if (row["label"] in leaves) != exclude)
     if not paths:
-        raise ValueError(f"{argument}: no stamp photo shows {concept}")
+        raise ValueError(f"{argument}: every stamp photo shows {concept}, none is left for other concepts" if exclude
+                         else f"{argument}: no stamp photo shows {concept}")
     return list(StampScenes("train", n, objects=(1, 1), seed=seed, categories=paths, test_fraction=0.0))

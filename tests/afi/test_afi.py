@@ -108,6 +108,29 @@ def test_concept_importance_and_its_errors(images):
     assert result["importance"]["bright"] > result["importance"]["same"]
     with pytest.raises(ValueError, match="probes: empty need at least 2 images"):
         concept_importance(net, weights, {"empty": images[:0]}, images)
+    with pytest.raises(ValueError, match="bandwidth"):
+        concept_importance(net, weights, {"same": images}, images, bandwidth=0.0)
+
+
+def test_concept_importance_uses_one_bandwidth_for_every_concept(images):
+    net = TwoStageNet(classes=2).eval()
+    weights = {"features.1": torch.tensor([1.0, 0.5, 0.0, 0.2])}
+    probes = {"bright": images[:6].abs() + 0.5, "dark": -images[6:].abs(), "same": images}
+    benchmark = images.flip(0)
+    result = concept_importance(net, weights, probes, benchmark)
+    outputs = {name: meta_detector(net, "features.1", weights["features.1"], x).flatten(1) for name, x in probes.items()}
+    reference = meta_detector(net, "features.1", weights["features.1"], benchmark).flatten(1)
+    # the median pairwise distance of every probe image and the benchmark, pooled
+    pooled = torch.cat([*outputs.values(), reference])
+    distances = torch.cdist(pooled, pooled)[~torch.eye(len(pooled), dtype=torch.bool)]
+    assert result["bandwidth"]["features.1"] == pytest.approx(float(distances.median()))
+    for name, output in outputs.items():
+        assert result["mmd"][name]["features.1"] == pytest.approx(
+            mmd_unbiased(output, reference, bandwidth=result["bandwidth"]["features.1"]), rel=1e-6)
+    given = concept_importance(net, weights, probes, benchmark, bandwidth=3.0)
+    assert given["bandwidth"] == {"features.1": 3.0}
+    assert given["mmd"]["dark"]["features.1"] == pytest.approx(mmd_unbiased(outputs["dark"], reference, bandwidth=3.0),
+                                                               rel=1e-6)
 
 
 def test_distillation_separates_separable_classes(images):
