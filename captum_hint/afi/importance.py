@@ -161,8 +161,9 @@ def concept_importance(model: nn.Module, weights: Mapping[str, Tensor], probes: 
             the median heuristic described above).
 
     Returns:
-        ``{"importance": concept -> normalized score (sums to 1), "mmd": concept -> layer -> MMD^2,
-        "bandwidth": layer -> the bandwidth used}``.
+        A dict: ``"importance"``, concept -> normalized score (sums to 1);
+        ``"mmd"``, concept -> layer -> MMD^2; ``"bandwidth"``, layer -> the
+        bandwidth used.
     """
     empty = [name for name, images in probes.items() if len(images) < 2]
     if empty:
