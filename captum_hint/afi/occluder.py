@@ -10,8 +10,9 @@ and rotates within +-``rotation`` degrees (both batched and drawn from a
 private generator), until every constraint of Eq. 4 holds — the model no
 longer predicts y on any ``x_i - delta`` nor on ``t(x_i - delta)`` — or
 ``max_iterations`` is reached. Only images the model classifies as y, also
-after one draw of ``t``, are used (Eq. 4's third condition); the others are
-counted in ``n_dropped_``.
+after one draw of ``t``, are used (Eq. 4's third condition; ``used_`` marks
+them, so that feature importance averages over the same images); the others
+are counted in ``n_dropped_``.
 
 ``y`` is a class index or a concept (a set of leaf classes): "classified as
 y" then means a top-1 class among the leaves, and ``Z[y]`` is the concept's
@@ -107,7 +108,8 @@ class GlobalFeatureOccluder:
 
     Fitted attributes: ``delta_`` (C x H x W), ``success_rate_`` (share of the used images no longer
     classified as y), ``transform_success_rate_`` (the same after ``t``), ``n_iterations_``,
-    ``history_`` (``loss`` and ``success_rate`` per step), ``n_used_``, ``n_dropped_``, ``y_``.
+    ``history_`` (``loss`` and ``success_rate`` per step), ``used_`` (N booleans: the images fitted on),
+    ``n_used_``, ``n_dropped_``, ``y_``.
     """
 
     def __init__(self, model: nn.Module, lam: float = 0.05, lr: float = 0.01, max_iterations: int = 300,
@@ -186,6 +188,7 @@ class GlobalFeatureOccluder:
             if self.use_transform:
                 keep &= self._predicted_in(self.transform(images, generator), leaves)
             used = images[keep]
+            self.used_ = keep.cpu()
             self.n_used_, self.n_dropped_, self.y_ = int(keep.sum()), int((~keep).sum()), y
             if self.n_used_ == 0:
                 raise ValueError(f"images: none of the {len(images)} images is classified as y"

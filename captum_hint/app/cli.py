@@ -329,8 +329,7 @@ def afi(args) -> int:
                                      mean=spec.mean, std=spec.std, seed=args.seed).fit(images, leaves)
     _say(f"occluder: {occluder.n_used_} images used ({occluder.n_dropped_} dropped: not classified as "
          f"{hierarchy.label(concept)}), success {occluder.success_rate_:.2f} after {occluder.n_iterations_} steps")
-    with torch.no_grad():
-        used = images[torch.isin(spec.model(images).argmax(1), torch.tensor(sorted(leaves)))]
+    used = images[occluder.used_]  # the images it was fitted on (classified as the class, also after t)
     weights = {layer: channel_importance(feature_importance(occluder, used, layer)) for layer in args.layers}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -429,11 +429,9 @@ def explore_model(out: Union[str, Path], spec, hint, samples: Sequence[dict], tr
                                                                    argument="afi_concepts")])
         occluder = GlobalFeatureOccluder(hint.model, max_iterations=afi_iterations, mean=spec.mean, std=spec.std,
                                          seed=seed, progress=progress).fit(scenes, leaves)
-        with evaluation_mode(hint.model, "explore_model", "samples"), torch.no_grad():
-            hit = torch.isin(hint.model(scenes.to(hint.device)).argmax(1).cpu(), torch.tensor(sorted(leaves)))
-        afi[concept] = channel_importance(feature_importance(occluder, scenes[hit], hint.layer))
-        _say(f"AfI occluder for {hint.hierarchy.label(concept)}: {int(hit.sum())} of {len(scenes)} scenes recognized, "
-             f"success {occluder.success_rate_:.2f}")
+        afi[concept] = channel_importance(feature_importance(occluder, scenes[occluder.used_], hint.layer))
+        _say(f"AfI occluder for {hint.hierarchy.label(concept)}: fitted on the {occluder.n_used_} of {len(scenes)} "
+             f"scenes recognized (also after t), success {occluder.success_rate_:.2f}")
     # a sample's objects (boxed data sets, scenes), else its one label (an image folder)
     labels = [[int(c) for c in s["labels"]] if len(s.get("labels", ())) else [s["label"]] for s in samples]
     return write_site(out, hint, images, labels, pixels=spec.denormalize(images), names=names, trees=trees,

@@ -34,6 +34,12 @@ def test_occluder_flips_the_class_stays_in_range_and_repeats(images):
                                         std=(0.5,) * 3, seed=3, progress=False).fit(mine, y)
     occluder = fit()
     assert occluder.n_used_ + occluder.n_dropped_ == len(mine)
+    # used_ marks the images classified as y, also after one draw of t (the occluder's first draw, seed 3)
+    transformed = GlobalFeatureOccluder(net, mean=(0.5,) * 3, std=(0.5,) * 3).transform(
+        mine, torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected = (net(mine).argmax(1) == y) & (net(transformed).argmax(1) == y)
+    assert torch.equal(occluder.used_, expected) and int(occluder.used_.sum()) == occluder.n_used_
     assert occluder.success_rate_ == 1.0 and occluder.history_["success_rate"][-1] == 1.0
     assert occluder.n_iterations_ == len(occluder.history_["loss"]) <= 200
     low, high = occluder.valid_range
