@@ -44,6 +44,8 @@ def feature_importance(occluder: GlobalFeatureOccluder, images: Tensor, layer: L
     """Eq. 6-7: the mean activation drop under the occluder, negatives zeroed: C x H x W.
 
     Streams ``images`` ``batch_size`` at a time; equals the mean of the per-image drops.
+    Eq. 6 averages over the images the occluder was fitted on:
+    ``images[occluder.used_]`` of its fitting images.
     ``attribute_to_layer_input``: the drops of the layer's input, e.g. the
     rectified features of a block whose output is a signed residual sum
     (EfficientNet's ``_blocks.10._project_conv`` reads its block's ReLU6

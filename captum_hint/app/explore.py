@@ -16,8 +16,8 @@ pass through), whatever the layer's width.
 
 from __future__ import annotations
 
-import json
 import dataclasses
+import json
 import re
 import shutil
 from pathlib import Path
