@@ -275,6 +275,10 @@ def concept_scenes(hierarchy, concept: str, n: int, seed: int, exclude: bool = F
     """Single-object stamp scenes of the stamps whose object is under ``concept`` (or, with
     ``exclude``, of all the others): ``n`` scenes on random backgrounds, scales and positions.
 
+    Returns:
+        A list of ``n`` :class:`StampScenes` samples (dicts; ``"image"``: 3 x 224 x 224,
+        normalized for the model).
+
     Raises:
         ValueError: no stamp photo is under ``concept`` (with ``exclude``: all are), naming ``argument``.
     """
