@@ -15,16 +15,29 @@ conductance rankings to float rounding, so their rows' neurons may differ
 only at exact ties, checked).
 
     .venv/bin/python benchmarks/rankings_phase.py [--commit 09c6735] [--repeats 2]
+
+With ``--whole`` the reference is instead the whole package at the commit,
+checked out in a temporary git worktree: each run (reference and this
+code, in turn) is a child process that loads the same fitted HINT, compiles
+the kernels on a small record and then times ``ranking_study``, so both run
+under the same conditions and every later change to the phase is measured.
+
+    .venv/bin/python benchmarks/rankings_phase.py --whole --commit c4419ac --repeats 3
 """
 
 import argparse
 import math
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import torch
-from localization_speed import reference_module
+from localization_speed import REPOSITORY, reference_module
 from torch.utils.data import DataLoader
 
 import captum_hint.evaluation.components as components
@@ -38,6 +51,7 @@ from captum_hint.concepts import ConceptHierarchy
 from captum_hint.core.allocator import reuse_freed_memory
 from captum_hint.core.threads import map_row_ranges, row_ranges
 from captum_hint.datasets import StampScenes, collate_samples, load_model
+from captum_hint.evaluation import localization_record
 from captum_hint.hint import HINT
 
 THREAD_USERS = (components, metrics, pixels, shapley)
@@ -82,14 +96,72 @@ def compare(new_rows, old_rows):
                    for key in new if not same(new[key], old[key])})
 
 
-def main(commit, repeats):
-    reuse_freed_memory()
+def demo_data():
+    """The model, the demo's 384 training and 96 test scenes (seeds 0 and 1)."""
     spec = load_model("efficientnet-lite0")
-    hierarchy = ConceptHierarchy.imagenet()
     train = list(StampScenes("train", 384, objects=(1, 1), seed=0, **DEMO_SCENES))
     test = list(StampScenes("test", 96, objects=(1, 3), seed=1, **DEMO_SCENES))
-    hint = HINT(spec.model, spec.layer, hierarchy, DEMO_CONCEPTS, saliency="gradient", seed=0, progress=False)
-    hint.fit(DataLoader(train, batch_size=16, collate_fn=collate_samples))
+    return spec, train, test
+
+
+def fitted_hint(spec, train):
+    """HINT fitted as the demo fits it."""
+    hint = HINT(spec.model, spec.layer, ConceptHierarchy.imagenet(), DEMO_CONCEPTS, saliency="gradient", seed=0,
+                progress=False)
+    return hint.fit(DataLoader(train, batch_size=16, collate_fn=collate_samples))
+
+
+def print_ratios(label, times, cpu, repeats):
+    for name, measured in (("wall clock", times), ("CPU time", cpu)):
+        ratios = [old / new for old, new in zip(measured[True], measured[False])]
+        print(f"ranking_study, 384 + 96 demo scenes, {torch.get_num_threads()} threads, {name}: reference {label} "
+              f"median {statistics.median(measured[True]):.1f} s, this code {statistics.median(measured[False]):.1f} s, "
+              f"x{statistics.median(ratios):.2f} [{min(ratios):.2f}, {max(ratios):.2f}] over {repeats} interleaved pairs")
+
+
+def child(hint_path, out):
+    """One timed ``ranking_study`` with the package on ``PYTHONPATH``; writes the rows and times to ``out``."""
+    reuse_freed_memory()
+    spec, train, test = demo_data()
+    hint = HINT.load(hint_path, spec.model, progress=False)
+    localization_record(torch.rand(2, 1, 8, 8), torch.ones(2, 8, 8, dtype=torch.bool),
+                        [torch.tensor([[0.0, 0.0, 3.0, 3.0]])] * 2)  # compiles the kernels (cached on disk)
+    started, started_cpu = time.perf_counter(), time.process_time()
+    rows = experiments.ranking_study(hint, train, test, DEMO_EVALUATED, FRACTIONS, gradcam_layer=spec.gradcam_layer)
+    torch.save({"rows": rows, "wall": time.perf_counter() - started, "cpu": time.process_time() - started_cpu,
+                "package": str(Path(experiments.__file__).parents[1])}, out)
+
+
+def whole_main(commit, repeats):
+    """The package at ``commit`` (a git worktree) against this one, each run in a child process."""
+    folder = Path(tempfile.mkdtemp())
+    spec, train, _ = demo_data()
+    fitted_hint(spec, train).save(folder / "hint")
+    reference = folder / "reference"
+    subprocess.run(["git", "worktree", "add", "--detach", "--quiet", str(reference), commit], cwd=REPOSITORY, check=True)
+    times, cpu, rows = {True: [], False: []}, {True: [], False: []}, {}
+    try:
+        for _ in range(repeats):
+            for is_reference, tree in ((True, reference), (False, REPOSITORY)):
+                out = folder / "rows.pt"
+                subprocess.run([sys.executable, __file__, "--child", str(folder / "hint"), str(out)],
+                               env={**os.environ, "PYTHONPATH": str(tree)}, check=True)
+                result = torch.load(out, weights_only=True)
+                times[is_reference].append(result["wall"])
+                cpu[is_reference].append(result["cpu"])
+                rows[is_reference] = result["rows"]
+                print(f"{'reference' if is_reference else 'this code'} ({result['package']}): {result['wall']:.1f} s, "
+                      f"CPU {result['cpu']:.1f} s", flush=True)
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(reference)], cwd=REPOSITORY, check=True)
+    print(f"rows: {len(rows[False])}, differing figures: {compare(rows[False], rows[True])}")
+    print_ratios(f"{commit} (whole package)", times, cpu, repeats)
+
+
+def main(commit, repeats):
+    reuse_freed_memory()
+    spec, train, test = demo_data()
+    hint = fitted_hint(spec, train)
     old_baselines = reference_module(commit, "captum_hint/evaluation/baselines.py")
     old_classifiers = reference_module(commit, "captum_hint/hint/classifiers.py")
     times, cpu, rows = {True: [], False: []}, {True: [], False: []}, {}
@@ -106,16 +178,19 @@ def main(commit, repeats):
                   f"CPU {cpu[reference][-1]:.1f} s", flush=True)
     use(False, old_baselines, old_classifiers)
     print(f"rows: {len(rows[False])}, differing figures: {compare(rows[False], rows[True])}")
-    for name, measured in (("wall clock", times), ("CPU time", cpu)):
-        ratios = [old / new for old, new in zip(measured[True], measured[False])]
-        print(f"ranking_study, 384 + 96 demo scenes, {torch.get_num_threads()} threads, {name}: reference {commit} "
-              f"median {statistics.median(measured[True]):.1f} s, this code {statistics.median(measured[False]):.1f} s, "
-              f"x{statistics.median(ratios):.2f} [{min(ratios):.2f}, {max(ratios):.2f}] over {repeats} interleaved pairs")
+    print_ratios(commit, times, cpu, repeats)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--commit", default="09c6735")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--whole", action="store_true", help="the reference is the whole package at --commit")
+    parser.add_argument("--child", nargs=2, metavar=("HINT", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    main(args.commit, args.repeats)
+    if args.child:
+        child(*args.child)
+    elif args.whole:
+        whole_main(args.commit, args.repeats)
+    else:
+        main(args.commit, args.repeats)

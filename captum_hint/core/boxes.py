@@ -11,7 +11,7 @@ import functools
 import torch
 from torch import Tensor
 
-__all__ = ["box_area", "box_iou", "masks_to_boxes"]
+__all__ = ["box_area", "box_iou", "broadcast_box_iou", "masks_to_boxes"]
 
 
 @functools.lru_cache(maxsize=None)
@@ -25,18 +25,23 @@ def _ops():
 
 
 def box_area(boxes: Tensor) -> Tensor:
-    """Areas of K x 4 boxes."""
-    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    """Areas of ``... x 4`` boxes."""
+    return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
+
+
+def broadcast_box_iou(a: Tensor, b: Tensor) -> Tensor:
+    """IoU of ``... x 4`` boxes broadcast against each other (torchvision's formula, element by element)."""
+    top_left = torch.maximum(a[..., :2], b[..., :2])
+    bottom_right = torch.minimum(a[..., 2:], b[..., 2:])
+    inter = (bottom_right - top_left).clamp(min=0).prod(-1)
+    return inter / (box_area(a) + box_area(b) - inter)
 
 
 def box_iou(a: Tensor, b: Tensor) -> Tensor:
     """N x M IoU of N x 4 and M x 4 boxes."""
     if _ops() is not None:
         return _ops().box_iou(a, b)
-    top_left = torch.maximum(a[:, None, :2], b[None, :, :2])
-    bottom_right = torch.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = (bottom_right - top_left).clamp(min=0).prod(-1)
-    return inter / (box_area(a)[:, None] + box_area(b)[None] - inter)
+    return broadcast_box_iou(a[:, None], b[None])
 
 
 def masks_to_boxes(masks: Tensor) -> Tensor:

@@ -25,7 +25,7 @@ from ..core.checks import check_finite, check_fraction, check_positive_int
 from ..core.model_state import evaluation_mode
 from .baselines import center_gaussian_maps, full_image_maps, gradcam_pass
 from .metrics import (MAXBOXACC_V2_IOUS, WSOL_THRESHOLDS, box_ious_over_thresholds, boxes_to_masks,
-                      energy_pointing_game, max_box_accuracy, pixel_average_precision, pointing_game)
+                      _pointing_hits, energy_pointing_game, max_box_accuracy, pixel_average_precision)
 from .pixels import pixel_figures
 from .statistics import bootstrap_statistic, bootstrap_weights
 
@@ -127,8 +127,8 @@ def _record(maps: Tensor, truth: _Truth, thresholds: Sequence[float] = WSOL_THRE
     record = {
         "box_hits": ious[:, :-1, None] >= torch.tensor(MAXBOXACC_V2_IOUS),
         "pixels": pixels.histograms * has_mask[:, None, None],
-        "pointing_15px": pointing_game(maps, truth.point_masks, tolerance).float(),
-        "pointing_strict": pointing_game(maps, truth.point_masks, 0.0).float(),
+        "pointing_15px": _pointing_hits(pixels.peak, truth.point_masks, tolerance).float(),
+        "pointing_strict": _pointing_hits(pixels.peak, truth.point_masks, 0.0).float(),
         "energy_pointing": energy_pointing_game(scaled, truth.boxes, energy, scaled=True,
                                                 box_masks=truth.box_masks).float(),
         "hint_pointing": torch.where(has_mask, pixels.coverage, nan),

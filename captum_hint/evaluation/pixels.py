@@ -48,10 +48,12 @@ class PixelFigures(NamedTuple):
     area: Tensor
     #: :func:`~captum_hint.evaluation.mass_share` on ``other_masks`` (None without them)
     other_share: Optional[Tensor]
+    #: N row-major indices of each map's first maximum (the pointing game's point)
+    peak: Tensor
 
 
 @numba.njit(cache=True, nogil=True)
-def _pass(maps, masks, others, bins, threshold, first, stop, scaled, histograms, counts, masses):
+def _pass(maps, masks, others, bins, threshold, first, stop, scaled, histograms, counts, masses, peaks):
     """Fill rows ``first:stop`` of the outputs from N x P maps, masks and other-object masks."""
     n_pixels = maps.shape[1]
     tiny = _F32(1e-12)  # normalize_maps' clamp of the span
@@ -59,9 +61,13 @@ def _pass(maps, masks, others, bins, threshold, first, stop, scaled, histograms,
     for n in range(first, stop):
         low = maps[n, 0]
         high = maps[n, 0]
+        peak = 0
         for p in range(n_pixels):
             low = min(low, maps[n, p])
-            high = max(high, maps[n, p])
+            if maps[n, p] > high:  # strictly: ties keep the first maximum, as torch's argmax
+                high = maps[n, p]
+                peak = p
+        peaks[n] = peak
         span = high - low
         divisor = max(span, tiny)
         inside = 0
@@ -116,8 +122,11 @@ def pixel_figures(maps: Tensor, gt_masks: Tensor, other_masks: Optional[Tensor] 
     histograms = np.zeros((n, 2, bins), np.int64)
     counts = np.empty((n, 3), np.int64)  # inside the object, predicted, object pixels
     masses = np.empty((n, 2), np.float64)  # all, on other objects
+    peaks = np.empty(n, np.int64)
     map_row_ranges(lambda start, stop: _pass(flat, objects, others, bins, _F32(threshold), start, stop, scaled,
-                                             histograms, counts, masses), n, workers)
+                                             histograms, counts, masses, peaks), n, workers)
+    # the kernel reads the maps in float32; in another precision two values it rounds together may differ
+    peak = torch.from_numpy(peaks) if maps.dtype == torch.float32 else maps.detach().flatten(1).argmax(1).cpu()
     inside, predicted, object_pixels = (torch.from_numpy(counts[:, i]).float() for i in range(3))
     union = predicted + object_pixels - inside
     total, on_others = (torch.from_numpy(masses[:, i]).float() for i in range(2))
@@ -131,4 +140,5 @@ def pixel_figures(maps: Tensor, gt_masks: Tensor, other_masks: Optional[Tensor] 
         iou=inside / union.clamp_min(1),
         area=predicted / flat.shape[1],
         other_share=share,
+        peak=peak,
     )

@@ -36,13 +36,15 @@ def maps_of(kind: str, n: int, size: int, generator) -> np.ndarray:
         maps = torch.rand(n, 1, size, size, generator=generator)
     elif kind == "smooth":  # as HINT's and Grad-CAM's upsampled maps
         maps = F.interpolate(torch.rand(n, 1, 5, 5, generator=generator), size=(size, size), mode="bilinear")
+    elif kind == "constant":  # one level holds every pixel (boxed without a pass); 0.05 lies on the grid
+        maps = torch.tensor([0.0, 0.05, 0.37, 1.0, 0.999, 0.5])[:n].view(-1, 1, 1, 1).expand(n, 1, size, size)
     else:  # "plateaus": few values, so equal-sized components tie
         maps = (torch.rand(n, 1, size // 3, size // 3, generator=generator) * 3).floor().repeat_interleave(3, 2)
         maps = maps.repeat_interleave(3, 3) / 3
     return maps[:, 0].numpy()
 
 
-@pytest.mark.parametrize("kind", ["noise", "smooth", "plateaus"])
+@pytest.mark.parametrize("kind", ["noise", "smooth", "plateaus", "constant"])
 def test_one_pass_equals_labelling_every_threshold(kind):
     generator = torch.Generator().manual_seed(0)
     scaled = maps_of(kind, 6, 24, generator)
@@ -59,6 +61,17 @@ def test_ties_go_to_the_later_component_and_empty_masks_to_the_whole_image():
     assert boxes[0].tolist() == [[4, 3, 5, 3], [4, 3, 5, 3], [4, 3, 5, 3]]
     above_all = largest_component_boxes_by_level(scaled, np.array([0.0, 0.5], dtype=np.float32) + 2)
     assert above_all[0].tolist() == [[0, 0, 6, 4], [0, 0, 6, 4]]  # nothing reaches 2: whole image
+
+
+def test_a_pixel_joining_from_above_makes_the_tie_go_the_other_way():
+    scaled = np.zeros((1, 5, 7), dtype=np.float32)
+    scaled[0, 3, 1] = 1.0  # component A starts below ...
+    scaled[0, 2, 1] = 0.6  # ... and a pixel above joins it at 0.5: A's first pixel moves to (2, 1)
+    scaled[0, 2, 4:6] = 0.6  # component B, also two pixels, first at (2, 4): later than A's, so B wins
+    grid = np.array([0.5, 0.99], dtype=np.float32)
+    boxes = largest_component_boxes_by_level(scaled, grid)
+    assert boxes[0].tolist() == [[4, 2, 5, 2], [1, 3, 1, 3]]
+    np.testing.assert_array_equal(boxes, labelled_boxes(scaled, grid))
 
 
 def test_diagonal_pixels_are_connected():

@@ -1,5 +1,6 @@
 """Localization metrics by hand, box maths against torchvision, and the baselines."""
 
+import numpy as np
 import pytest
 import torch
 from captum.attr import LayerConductance, LayerGradCam
@@ -11,6 +12,7 @@ from captum_hint.evaluation import (boxes_to_masks, concept_ground_truth, conduc
                                       localization_hits, tcav_channel_ranking,
                                       localization_record, localization_table, map_to_boxes, mask_area, mask_coverage,
                                       mask_iou, normalize_maps, pointing_game)
+from captum_hint.evaluation.metrics import _rounds_like_any_order
 
 
 def one_map(values):
@@ -94,22 +96,43 @@ def test_pointing_game_equals_the_disc_around_the_peak_on_random_maps():
         assert torch.equal(pointing_game(maps, masks, tolerance), expected)
 
 
+def kept_inside(maps, boxes, energy):
+    """The energy pointing game by its definition: sort each map (ties in raster order), keep the prefix."""
+    inside = boxes_to_masks(boxes, *maps.shape[-2:]).flatten(1)
+    weights = normalize_maps(maps).flatten(1)
+    expected = []
+    for row in range(len(maps)):
+        order = torch.sort(-weights[row], stable=True).indices  # descending, ties in raster order
+        cumulative = weights[row][order].cumsum(0)
+        n_keep = int((cumulative < energy * cumulative[-1]).sum()) + 1
+        expected.append(bool(inside[row][order[:n_keep]].all()))
+    return expected
+
+
 def test_energy_pointing_game_equals_keeping_the_sorted_pixels_ties_in_raster_order():
     generator = torch.Generator().manual_seed(4)
     plateaus = (torch.rand(30, 1, 4, 4, generator=generator) * 3).floor().repeat_interleave(4, 2).repeat_interleave(4, 3)
     maps = torch.cat([plateaus, torch.rand(10, 1, 16, 16, generator=generator), torch.zeros(1, 1, 16, 16)])
     boxes = [torch.tensor([[float(i % 5), float(i % 3), 9.0 + i % 4, 12.0]]) for i in range(len(maps))]
-    inside = boxes_to_masks(boxes, 16, 16).flatten(1)
-    weights = normalize_maps(maps).flatten(1)
-    for energy in (0.1, 0.3, 0.8):
-        expected = []
-        for row in range(len(maps)):
-            order = torch.sort(-weights[row], stable=True).indices  # descending, ties in raster order
-            cumulative = weights[row][order].cumsum(0)
-            n_keep = int((cumulative < energy * cumulative[-1]).sum()) + 1
-            expected.append(bool(inside[row][order[:n_keep]].all()))
-        assert energy_pointing_game(maps, boxes, energy).tolist() == expected
+    for energy in (0.1, 0.3, 0.8):  # at 0.8 the kept pixels are not all in the quarter sorted first
+        assert energy_pointing_game(maps, boxes, energy).tolist() == kept_inside(maps, boxes, energy)
     assert energy_pointing_game(maps[-1:], boxes[-1:]).tolist() == [False]  # a constant map keeps pixel (0, 0)
+
+
+def test_energy_pointing_game_sorts_a_map_whole_when_its_total_may_round_either_way():
+    # 1 + 2^-24 lies halfway between two float32 numbers: summed in another order it may round to either
+    totals = np.array([1.0 + 2.0**-24, 1.0, 0.0, 1.0 + 2.0**-23 + 2.0**-40])
+    assert _rounds_like_any_order(totals, 3).tolist() == [False, True, True, True]
+    assert not _rounds_like_any_order(np.array([1.0 + 2.0**-24 + 2.0**-40]), 10**6)  # within the bound of many terms
+    maps = torch.zeros(6, 1, 8, 8)  # maps whose values sum to 1 + 2^-24 exactly
+    for i in range(6):
+        maps[i, 0, 0, i] = 1.0
+        maps[i, 0, 7, i] = maps[i, 0, 6, 7 - i] = 2.0**-25
+    boxes = [torch.tensor([[0.0, 0.0, float(i), 3.0]]) for i in range(len(maps))]
+    weights = normalize_maps(maps).flatten(1)
+    assert not _rounds_like_any_order(weights.double().sum(1).numpy(), 64).any()
+    for energy in (0.3, 0.9999999, 1.0):
+        assert energy_pointing_game(maps, boxes, energy).tolist() == kept_inside(maps, boxes, energy)
 
 
 def test_conductance_ranking_matches_captum(small_net, images):

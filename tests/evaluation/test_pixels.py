@@ -30,10 +30,15 @@ def test_pixel_figures_equal_the_metric_functions():
         assert torch.equal(figures.coverage, mask_coverage(maps, masks, threshold).float())
         assert torch.equal(figures.iou, mask_iou(maps, masks, threshold).float())
         assert torch.equal(figures.area, mask_area(maps, threshold))
+        assert torch.equal(figures.peak, maps.flatten(1).argmax(1))  # plateaus: the first maximum
         # sums in float64 here, float32 there
         torch.testing.assert_close(figures.other_share, mass_share(maps, others), rtol=1e-6, atol=1e-7, equal_nan=True)
     assert figures.other_share[10].isnan()  # the constant map has no mass
     assert pixel_figures(maps, masks, bins=10).other_share is None
+    # a float64 map's maximum is its own, not that of its float32 rounding (which ties it with an earlier pixel)
+    close = torch.full((1, 1, 28, 36), 1.0, dtype=torch.float64)
+    close[0, 0, 5, 7] += 1e-12
+    assert pixel_figures(close, masks[:1]).peak.tolist() == [5 * 36 + 7]
     # any thread count gives the same figures
     one, three = pixel_figures(maps, masks, others, workers=1), pixel_figures(maps, masks, others, workers=3)
     for a, b in zip(one, three):
