@@ -104,12 +104,14 @@ def full_image_maps(n: int, size: Sequence[int]) -> Tensor:
 
 
 def conductance_ranking(model: nn.Module, layer, images: Tensor, leaves: Sequence[int], n_steps: int = 8,
-                        batch_size: int = 2) -> Tensor:
+                        batch_size: int = 1) -> Tensor:
     """A neuron ranking from Captum's ``LayerConductance`` for a concept: D scores.
 
     Conductance of each channel, summed over positions and averaged over the
     images. Each call takes ``batch_size`` images with all their
-    ``n_steps + 1`` path points in one pass, which bounds memory. Captum's
+    ``n_steps + 1`` path points in one pass, which bounds memory; one image
+    a call was also the fastest on a CPU (EfficientNet-Lite0, the demo's
+    rankings phase: fewer fresh pages for the kept autograd graph). Captum's
     ``internal_batch_size`` is not used: for conductance's finite
     differences it evaluates each chunk's last point again in the next
     chunk, so two steps a chunk cost 16 points for 9 (1.6-2x the time here,
