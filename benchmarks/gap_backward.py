@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from captum_hint.attr.activation_propagation import propagate_between
+from captum_hint.attr.activation_propagation import layer_output, propagate_between
 from captum_hint.datasets import StampScenes, load_model
 from captum_hint.gap import HierarchicalDecomposition
 
@@ -68,18 +68,8 @@ def main(n_images, repeats):
     print(f"{spec.name}, {n_images} demo scenes, {torch.get_num_threads()} threads, layers {layers}")
     for level, slots in zip(range(len(layers) - 1, 0, -1), LEVELS_SLOTS):
         lower, upper = modules[layers[level - 1]], modules[layers[level]]
-        shapes = {}
-
-        def keep_shape(name):
-            def hook(module, args, output):
-                shapes[name] = output.shape
-            return hook
-
-        handles = [module.register_forward_hook(keep_shape(name)) for name, module in (("lower", lower), ("upper", upper))]
-        with torch.no_grad():
-            model(images[:1])
-        for handle in handles:
-            handle.remove()
+        shapes = {name: layer_output(model, module, images[:1]).shape
+                  for name, module in (("lower", lower), ("upper", upper))}
         k, h, w = shapes["upper"][1:]
         selectors = torch.stack([torch.randint(0, size, (n_images, slots), generator=generator) for size in (k, h, w)], -1)
         propagate_between(model, images, lower, upper, selectors)  # warm-up: the first backward's one-time costs

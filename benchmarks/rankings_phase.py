@@ -37,7 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
-from localization_speed import REPOSITORY, reference_module
+from localization_speed import REPOSITORY, compile_kernels, reference_module
 from torch.utils.data import DataLoader
 
 import captum_hint.evaluation.components as components
@@ -51,7 +51,6 @@ from captum_hint.concepts import ConceptHierarchy
 from captum_hint.core.allocator import reuse_freed_memory
 from captum_hint.core.threads import map_row_ranges, row_ranges
 from captum_hint.datasets import StampScenes, collate_samples, load_model
-from captum_hint.evaluation import localization_record
 from captum_hint.hint import HINT
 
 THREAD_USERS = (components, metrics, pixels, shapley)
@@ -124,8 +123,7 @@ def child(hint_path, out):
     reuse_freed_memory()
     spec, train, test = demo_data()
     hint = HINT.load(hint_path, spec.model, progress=False)
-    localization_record(torch.rand(2, 1, 8, 8), torch.ones(2, 8, 8, dtype=torch.bool),
-                        [torch.tensor([[0.0, 0.0, 3.0, 3.0]])] * 2)  # compiles the kernels (cached on disk)
+    compile_kernels()
     started, started_cpu = time.perf_counter(), time.process_time()
     rows = experiments.ranking_study(hint, train, test, DEMO_EVALUATED, FRACTIONS, gradcam_layer=spec.gradcam_layer)
     torch.save({"rows": rows, "wall": time.perf_counter() - started, "cpu": time.process_time() - started_cpu,
