@@ -30,6 +30,8 @@ IGNORE = -1
 HOLDOUT = 0.2
 #: The held-out scores every fitted classifier carries.
 HELD_OUT_SCORES = ("f1_", "roc_auc_", "average_precision_", "balanced_accuracy_")
+#: Training sets up to this many float32 values (rows x (features + 2 x concepts), 64 MB) are standardized once.
+_TABLE_ELEMENTS = 1 << 24
 
 
 def f1_score(predicted: Tensor, actual: Tensor) -> float:
@@ -158,18 +160,26 @@ def fit_concept_classifiers(
     optimizer = torch.optim.Adam([weight, bias], lr=lr)
     pos_weight, neg_weight = pos_weight.to(device), neg_weight.to(device)
     allowed = None if feature_masks is None else feature_masks.T.to(device, torch.float32)  # D x K
+
+    def loss_inputs(rows: Tensor):
+        """Standardized features, positive labels and class weights of ``rows``."""
+        y = targets[rows].to(device)
+        return ((features[rows].to(device, torch.float32) - mean) / std, (y == 1).float(),
+                torch.where(y == 1, pos_weight, torch.where(y == 0, neg_weight, 0.0)))
+
+    # Small problems take their minimum number of steps over few rows: the rows' inputs are computed once and
+    # each step gathers them (the same values, element-wise); larger banks stream, a batch at a time.
+    table = loss_inputs(train_rows) if len(train_rows) * (n_features + 2 * n_concepts) <= _TABLE_ELEMENTS else None
     epochs = max(epochs, math.ceil(min_steps / math.ceil(len(train_rows) / batch_size)))
     for _ in tqdm(range(epochs), desc="concept classifiers", disable=not progress, leave=False):
-        order = train_rows[torch.randperm(len(train_rows), generator=generator)]
+        order = torch.randperm(len(train_rows), generator=generator)
         for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
-            x = (features[rows].to(device, torch.float32) - mean) / std
-            y = targets[rows].to(device)
-            w = torch.where(y == 1, pos_weight, torch.where(y == 0, neg_weight, 0.0))
+            batch = order[start : start + batch_size]
+            x, positive, w = (part[batch] for part in table) if table else loss_inputs(train_rows[batch])
             logits = x @ (weight if allowed is None else weight * allowed) + bias
             # a class-balanced mean per concept, so the K problems stay independent
             per_concept = torch.nn.functional.binary_cross_entropy_with_logits(
-                logits, (y == 1).float(), weight=w, reduction="none"
+                logits, positive, weight=w, reduction="none"
             ).sum(0) / w.sum(0).clamp_min(1e-12)
             loss = per_concept.sum()
             loss = loss + weight_decay * weight.pow(2).sum()

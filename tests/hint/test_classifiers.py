@@ -157,3 +157,23 @@ def test_held_out_scores_equal_scikit_learn_per_classifier():
         assert classifier.balanced_accuracy_ == balanced_accuracy_score(truth, score > 0)
         assert classifier.f1_ == f1_score(torch.from_numpy(score > 0), torch.from_numpy(truth))
     assert fitted[0].roc_auc_ != fitted[1].roc_auc_
+
+
+def test_small_problems_gather_precomputed_rows_exactly_as_streamed_batches(monkeypatch):
+    """Training rows standardized once and gathered per step give bit for bit the streamed batches' fit."""
+    from captum_hint.hint import classifiers
+
+    features, labels = two_clusters(n=600, dim=7)
+    other = (features[:, 0] > 0).to(torch.int8)
+    other[::5] = IGNORE
+    targets = torch.stack([labels.to(torch.int8), other], 1)
+    masks = torch.tensor([[1, 1, 1, 0, 0, 0, 1], [1, 1, 1, 1, 1, 1, 1]], dtype=torch.bool)
+    for dtype, feature_masks in [(torch.float16, None), (torch.float32, masks)]:
+        kwargs = dict(groups=torch.arange(600) // 3, batch_size=128, seed=2, feature_masks=feature_masks)
+        gathered = fit_concept_classifiers(features.to(dtype), targets, **kwargs)
+        with monkeypatch.context() as patch:
+            patch.setattr(classifiers, "_TABLE_ELEMENTS", 0)  # every batch standardized as it is drawn
+            streamed = fit_concept_classifiers(features.to(dtype), targets, **kwargs)
+        for a, b in zip(gathered, streamed):
+            assert torch.equal(a.coef_, b.coef_) and torch.equal(a.intercept_, b.intercept_)
+            assert a.f1_ == b.f1_ and a.roc_auc_ == b.roc_auc_
