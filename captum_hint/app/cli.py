@@ -463,6 +463,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--saliency", default="gradient", help="layer saliency: gradient (default; fastest on a CPU), "
                    "smoothgrad (the paper's default), gradient_x_input, integrated_gradients, guided_backprop")
     d.add_argument("--smoothgrad-samples", type=_count, default=4, help="noisy copies per SmoothGrad map (default: 4)")
+    d.add_argument("--conductance-images", type=_count, default=8,
+                   help="training images per concept for the LayerConductance ranking (default: 8)")
     d.add_argument("--afi-iterations", type=_count, default=40,
                    help="Adam steps of the explorer site's AfI occluder for bird (default: 40)")
     d.add_argument("--seed", type=_seed, default=0, help="seed of every random choice (default: 0)")

@@ -154,7 +154,7 @@ def run_demo(args) -> int:
 
     _say("neuron rankings x fractions on the test scenes (Fig. 4c, Tables 1-2)")
     rows = ranking_study(hint, train_samples, test_samples, evaluated, FRACTIONS, random_seeds=(0, 1, 2),
-                         gradcam_layer=spec.gradcam_layer, progress=True)
+                         conductance_images=args.conductance_images, gradcam_layer=spec.gradcam_layer, progress=True)
     table = localization_table(rows, seed=args.seed)
     plot_metric_by_fraction(table, "maxboxacc_v2", "MaxBoxAccV2", out / "rankings_maxboxacc.png")
     plot_metric_by_fraction(table, "pxap", "PxAP", out / "rankings_pxap.png")

@@ -33,7 +33,8 @@ def test_module_entry_point():
 @pytest.fixture(scope="module")
 def demo_report(tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
-    assert main(["demo", "--out", str(out), "--train-scenes", "24", "--test-scenes", "8", "--afi-iterations", "2"]) == 0
+    assert main(["demo", "--out", str(out), "--train-scenes", "24", "--test-scenes", "8", "--afi-iterations", "2",
+                 "--conductance-images", "2"]) == 0
     return out
 
 
