@@ -7,6 +7,8 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 TORCHVISION_SPEC ?= torchvision==0.28.0
 PYTEST_ARGS ?=
+# pytest-xdist workers: auto = one per core, at most 4 (conftest.py); 0 runs the suite in this process.
+PYTEST_WORKERS ?= auto
 # Sphinx: warnings are errors (-W); --keep-going lists them all before failing.
 SPHINX_ARGS ?= -W --keep-going -q
 BIN := $(VENV)/bin
@@ -36,7 +38,7 @@ browser:
 # The suite: tests/ and every tutorial notebook (nbmake, a time limit each; see tutorials/conftest.py).
 test: $(STAMP) browser
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The HTML docs (docs/_build/html/index.html): user guide, API reference, tutorials with their stored outputs.
 docs: $(STAMP)

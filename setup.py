@@ -52,6 +52,8 @@ setup(
             # the tutorials, executed under pytest with a time limit each
             "nbmake>=1.5",
             "pytest-timeout>=2",
+            "pytest-xdist>=3.5",  # make test: the suite on every core (see conftest.py)
+            "threadpoolctl>=3",  # conftest.py: the BLAS threads of each worker
             "ipykernel>=6",
             "ipywidgets>=8",
             "nbconvert>=7",

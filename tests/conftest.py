@@ -1,7 +1,5 @@
 """Shared fixtures. Also the test-environment fix for torchvision (see below)."""
 
-import os
-
 import matplotlib
 import pytest
 import torch
@@ -30,7 +28,6 @@ def _register_missing_torchvision_ops() -> None:
 
 _register_missing_torchvision_ops()
 reuse_freed_memory()  # as the captum-hint command does: the suite's forward passes run up to 1.8x faster
-torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
 
 
 @pytest.fixture
