@@ -88,7 +88,7 @@ class Target:
         self.others = scenes(others, "test", 2 * n_test, 2)
         # the clean scenes' hits, computed once
         self.fit_hits, self.held_out_hits = self.hits(self.fit), self.hits(self.held_out)
-        self.used = self.fit[self.fit_hits]
+        self.recognized = self.fit[self.fit_hits]  # the gradient baseline's images (no occluder, no t)
 
     def hits(self, images):
         with torch.no_grad():
@@ -117,7 +117,9 @@ def run_occluder(spec, target, lam, iterations, positives, negatives, use_transf
     std = torch.tensor(spec.std).view(3, 1, 1)
     penalty = lam * float(delta.abs().mean())
     logit_term = occluder.history_["loss"][-1] - penalty
-    weights = channel_importance(feature_importance(occluder, target.used, RECTIFIED, attribute_to_layer_input=True))
+    # Eq. 6 averages over the images the occluder was fitted on: recognized, also after t (occluder.used_)
+    weights = channel_importance(feature_importance(occluder, target.fit[occluder.used_], RECTIFIED,
+                                                    attribute_to_layer_input=True))
     share = weights / weights.sum()
     entropy = float(-(share[share > 0] * share[share > 0].log()).sum() / math.log(len(share)))
     row = {"lambda": lam, "lr": lr, "t": use_transform, "used": occluder.n_used_, "dropped": occluder.n_dropped_,
@@ -153,7 +155,7 @@ def run_target(spec, target, lams, iterations, report, lrs=(0.05,)):
           f"{len(negatives)} balanced scenes")
     baselines = {"uniform": torch.ones(672),
                  "gradient (TCAV-style)": channel_importance(gradient_importance(
-                     spec.model, RECTIFIED, target.used, target.y, attribute_to_layer_input=True))}
+                     spec.model, RECTIFIED, target.recognized, target.y, attribute_to_layer_input=True))}
     entry = {"photos": target.photos, "balanced_n": len(positives), "occluders": [], "baselines": {}}
     for name, weights in baselines.items():
         entry["baselines"][name] = distillation(spec.model, weights, positives, negatives)
