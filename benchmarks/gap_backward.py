@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from captum_hint.attr.activation_propagation import layer_output, propagate_between
+from captum_hint.attr.activation_propagation import forward_between, layer_output, propagate_between
 from captum_hint.datasets import StampScenes, load_model
 from captum_hint.gap import HierarchicalDecomposition
 
@@ -29,31 +29,13 @@ LEVELS_SLOTS = (3, 9, 27, 64)  # a top_k=3 tree's decisions per image, from the 
 
 def batched_gradients(model, images, lower, upper, selectors):
     """The gradients from one backward pass batched over the decision slots (the code up to c07270b)."""
-    captured = {}
-
-    def keep_lower(module, args, output):
-        captured["lower"] = output.detach().requires_grad_()
-        return captured["lower"].clone()
-
-    def stop_at_upper(module, args, output):
-        captured["upper"] = output
-        raise StopIteration
-
-    handles = [lower.register_forward_hook(keep_lower), upper.register_forward_hook(stop_at_upper)]
-    try:
-        with torch.enable_grad():
-            model(images)
-    except StopIteration:
-        pass
-    finally:
-        for handle in handles:
-            handle.remove()
-    higher, n, s = captured["upper"], *selectors.shape[:2]
+    features, higher = forward_between(model, images, lower, upper)
+    n, s = selectors.shape[:2]
     channel, row, col = selectors.unbind(-1)
     batch = torch.arange(n)[:, None].expand(n, s)
     picks = torch.zeros(s, *higher.shape)
     picks[torch.arange(s)[None].expand(n, s), batch, channel, row, col] = 1.0
-    (gradients,) = torch.autograd.grad(higher, captured["lower"], picks, is_grads_batched=True)
+    (gradients,) = torch.autograd.grad(higher, features, picks, is_grads_batched=True)
     return gradients.transpose(0, 1)
 
 

@@ -16,7 +16,7 @@ before its ReLU (Eq. 11).
 
 from __future__ import annotations
 
-from typing import List, NamedTuple, Optional, Union
+from typing import List, NamedTuple, Optional, Tuple, Union
 
 import torch
 from captum._utils.common import _select_targets
@@ -62,34 +62,21 @@ def peak_positions(maps: Tensor) -> Tensor:
     return torch.stack([flat // width, flat % width], -1)
 
 
-def propagate_between(
-    model: nn.Module,
-    inputs: Tensor,
-    lower: Optional[nn.Module],
-    upper: nn.Module,
-    selectors: Tensor,
-    additional_forward_args=None,
-) -> tuple:
-    """Gradients of upper-layer features with respect to a lower layer's output (or the input).
-
-    One forward pass, stopped once ``upper`` has run, then one backward pass
-    per decision slot over the kept graph, each for all N images. On a CPU
-    that is 1.1-6x faster than one pass batched over the slots
-    (``is_grads_batched``, torch's legacy vmap; ``benchmarks/gap_backward.py``).
+def forward_between(model: nn.Module, inputs: Tensor, lower: Optional[nn.Module], upper: nn.Module,
+                    additional_forward_args=None) -> Tuple[Tensor, Tensor]:
+    """One forward pass, stopped once ``upper`` has run, with ``lower``'s output (or the input) as a graph leaf.
 
     Args:
         model: the network.
         inputs: N x C x H x W.
         lower: the lower layer, or ``None`` for the model's input.
         upper: the higher layer; its output must be N x K' x H' x W'.
-        selectors: N x S x 3 long tensor of (channel, row, col) of ``upper``'s output.
 
     Returns:
-        ``(gradients N x S x K x H x W, features N x K x H x W, decisions N x S)``.
+        ``(features N x K x H x W, the leaf; higher N x K' x H' x W', upper's output, in the leaf's graph)``.
 
     Raises:
-        ValueError: ``upper`` runs before ``lower`` or does not depend on it,
-            or a selector is out of range.
+        ValueError: ``upper`` does not run, runs before ``lower`` or does not depend on it, or its output is not 4-D.
     """
     captured = {}
     order: List[str] = []
@@ -131,6 +118,39 @@ def propagate_between(
         raise ValueError(f"source_layer: expected an output shaped (N, K, H, W), got {shape}")
     if not higher.requires_grad:
         raise ValueError("layer, source_layer: the source layer's output does not depend on the layer's output")
+    return features, higher
+
+
+def propagate_between(
+    model: nn.Module,
+    inputs: Tensor,
+    lower: Optional[nn.Module],
+    upper: nn.Module,
+    selectors: Tensor,
+    additional_forward_args=None,
+) -> tuple:
+    """Gradients of upper-layer features with respect to a lower layer's output (or the input).
+
+    One forward pass (:func:`forward_between`), then one backward pass
+    per decision slot over the kept graph, each for all N images. On a CPU
+    that is 1.1-6x faster than one pass batched over the slots
+    (``is_grads_batched``, torch's legacy vmap; ``benchmarks/gap_backward.py``).
+
+    Args:
+        model: the network.
+        inputs: N x C x H x W.
+        lower: the lower layer, or ``None`` for the model's input.
+        upper: the higher layer; its output must be N x K' x H' x W'.
+        selectors: N x S x 3 long tensor of (channel, row, col) of ``upper``'s output.
+
+    Returns:
+        ``(gradients N x S x K x H x W, features N x K x H x W, decisions N x S)``.
+
+    Raises:
+        ValueError: ``upper`` runs before ``lower`` or does not depend on it,
+            or a selector is out of range.
+    """
+    features, higher = forward_between(model, inputs, lower, upper, additional_forward_args)
     n, s = selectors.shape[:2]
     channel, row, col = selectors.unbind(-1)
     _, k_hi, h_hi, w_hi = higher.shape
@@ -145,13 +165,15 @@ def propagate_between(
     images = torch.arange(n, device=higher.device)
     decisions = higher[images[:, None], channel, row, col]  # N x S
     gradients = torch.empty(n, s, *features.shape[1:], dtype=features.dtype, device=features.device)
-    for slot in range(s):  # a one-hot gradient output per slot: every image's decision in that slot
-        pick = torch.zeros_like(higher)
-        pick[images, channel[:, slot], row[:, slot], col[:, slot]] = 1.0
+    pick = torch.zeros_like(higher)  # a one-hot gradient output per slot: every image's decision in that slot
+    for slot in range(s):
+        picked = (images, channel[:, slot], row[:, slot], col[:, slot])
+        pick[picked] = 1.0
         (gradient,) = torch.autograd.grad(higher, features, pick, retain_graph=slot < s - 1, allow_unused=True)
         if gradient is None:
             raise ValueError("layer, source_layer: the source layer's output does not depend on the layer's output")
         gradients[:, slot] = gradient
+        pick[picked] = 0.0
     return gradients, features.detach(), decisions.detach()
 
 
